@@ -1,0 +1,11 @@
+/* cmd_tokenize.c - placeholder until this subcommand lands. */
+#include <stdio.h>
+#include "cli/cli.h"
+
+int cmd_tokenize(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "dsv4 %s: not built yet\n", argv[0]);
+    return 2;
+}
+
+int cmd_detokenize(int argc, char **argv) { return cmd_tokenize(argc, argv); }

@@ -1,0 +1,52 @@
+/*
+ * linear.h - the one interface through which the model multiplies by a
+ * weight matrix.  Every weight stays in its stored format inside the mmap;
+ * kernels read it directly.
+ *
+ *   y[t][r] = sum_c W[r][c] * x[t][c]        t < T, r < rows, c < cols
+ *
+ * Numerics depend on the mode (include/dsv4.h):
+ *   FP32   weights dequantised exactly, FP32 activations, FP32 accumulate.
+ *   EXACT  the reference's recipe: FP8/FP4 weights see per-token FP8
+ *          (E4M3, pow2 scale, block 128) activations, exact per-K-block
+ *          partial products rounded once to FP32, FP32 accumulation in K
+ *          order, BF16 output; BF16/F32 weights: exact dot rounded once
+ *          (to BF16 when out_bf16).
+ *   FAST   whatever is fastest within the accuracy contract of issue 4.
+ */
+#ifndef DSV4_LINEAR_H
+#define DSV4_LINEAR_H
+#include <stddef.h>
+#include <stdint.h>
+#include "dsv4.h"
+
+typedef enum {
+    W_F32,     /* float32 [rows][cols] */
+    W_BF16,    /* bf16 [rows][cols] */
+    W_FP8,     /* e4m3 [rows][cols] + e8m0 scale [ceil(rows/128)][ceil(cols/128)] */
+    W_MXFP4,   /* e2m1 packed [rows][cols/2] (low nibble = even col) + e8m0 [rows][cols/32] */
+    W_NTYPES
+} wtype;
+
+typedef struct dsv4_weight {
+    wtype type;
+    int rows, cols;            /* logical shape [out][in] */
+    const void *data;
+    const uint8_t *scale;      /* FP8 / MXFP4 only */
+    int scale_cols;            /* row stride of the scale tensor */
+    const char *name;          /* tensor name, for messages */
+} dsv4_weight;
+
+typedef struct dsv4_pool dsv4_pool;   /* thread pool, see num/pool.h */
+
+/* y: T x rows floats.  x: T x cols floats (not modified). */
+void linear(const dsv4_weight *w, const float *x, int T, float *y,
+            dsv4_mode mode, dsv4_pool *pool);
+
+/* Dequantise row r of W into out[cols] (exact values). */
+void weight_row_f32(const dsv4_weight *w, int r, float *out);
+
+/* Bytes of W that a product reads (data + scales). */
+size_t weight_bytes(const dsv4_weight *w);
+
+#endif

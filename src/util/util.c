@@ -1,0 +1,85 @@
+/* util.c - see util.h. */
+#include "util/util.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { errf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) { fclose(f); errf(err, errlen, "%s: out of memory", path); return NULL; }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); fclose(f); errf(err, errlen, "%s: out of memory", path); return NULL; }
+            buf = nb; cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); errf(err, errlen, "%s: read error", path); return NULL; }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+int write_file(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return errf(err, errlen, "%s: %s", path, strerror(errno));
+    size_t w = fwrite(data, 1, len, f);
+    if (fclose(f) != 0 || w != len) return errf(err, errlen, "%s: write error", path);
+    return 0;
+}
+
+double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void oom(size_t n) {
+    fprintf(stderr, "dsv4: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+void *xmalloc(size_t n) { void *p = malloc(n ? n : 1); if (!p) oom(n); return p; }
+void *xcalloc(size_t n, size_t m) { void *p = calloc(n ? n : 1, m ? m : 1); if (!p) oom(n * m); return p; }
+void *xrealloc(void *p, size_t n) { void *q = realloc(p, n ? n : 1); if (!q) oom(n); return q; }
+char *xstrdup(const char *s) { size_t n = strlen(s) + 1; char *p = xmalloc(n); memcpy(p, s, n); return p; }
+
+const char *path_join(char *buf, size_t buflen, const char *dir, const char *name) {
+    size_t dl = strlen(dir);
+    if (dl && dir[dl - 1] == '/') snprintf(buf, buflen, "%s%s", dir, name);
+    else snprintf(buf, buflen, "%s/%s", dir, name);
+    return buf;
+}
+
+static double rss_field(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    double mb = 0;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl)) { mb = atof(line + kl) / 1024.0; break; }
+    fclose(f);
+    return mb;
+}
+double peak_rss_mb(void) { return rss_field("VmHWM:"); }
+double current_rss_mb(void) { return rss_field("VmRSS:"); }

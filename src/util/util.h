@@ -1,0 +1,38 @@
+/*
+ * util.h - small helpers shared by every module: error strings, files,
+ * clocks, checked allocation.
+ */
+#ifndef DSV4_UTIL_H
+#define DSV4_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Write a formatted one-line error into err (if non-NULL) and return -1. */
+int errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Read a whole file into a NUL-terminated malloc'd buffer. NULL + err on
+ * failure. */
+char *read_file(const char *path, size_t *len, char *err, size_t errlen);
+int write_file(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
+/* Monotonic seconds. */
+double now_sec(void);
+
+/* malloc/calloc/realloc that abort with a message on out-of-memory: used
+ * only for small bookkeeping allocations, never for sizes taken from a
+ * file (those are checked and reported as errors). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Join a directory and a file name into buf. */
+const char *path_join(char *buf, size_t buflen, const char *dir, const char *name);
+
+/* Peak resident set size of this process in MiB (from /proc/self/status). */
+double peak_rss_mb(void);
+double current_rss_mb(void);
+
+#endif
