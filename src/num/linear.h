@@ -39,9 +39,20 @@ typedef struct dsv4_weight {
 
 typedef struct dsv4_pool dsv4_pool;   /* thread pool, see num/pool.h */
 
+/* Flags. LIN_OUT_BF16: in EXACT mode round the result once to BF16 (the
+ * reference's BF16 linears/einsums: weights_proj, wo_a).  FP8/FP4 weights
+ * always produce BF16 in EXACT mode. */
+enum { LIN_OUT_BF16 = 1 };
+
 /* y: T x rows floats.  x: T x cols floats (not modified). */
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
-            dsv4_mode mode, dsv4_pool *pool);
+            dsv4_mode mode, int flags, dsv4_pool *pool);
+
+/* The straightforward reference implementations (num/linear_ref.c): the
+ * FP32 and EXACT definitions above, written for clarity.  Fast kernels are
+ * tested against them. */
+void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
+                dsv4_mode mode, int flags, dsv4_pool *pool);
 
 /* Dequantise row r of W into out[cols] (exact values). */
 void weight_row_f32(const dsv4_weight *w, int r, float *out);
