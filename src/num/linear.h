@@ -25,6 +25,10 @@ typedef enum {
     W_BF16,    /* bf16 [rows][cols] */
     W_FP8,     /* e4m3 [rows][cols] + e8m0 scale [ceil(rows/128)][ceil(cols/128)] */
     W_MXFP4,   /* e2m1 packed [rows][cols/2] (low nibble = even col) + e8m0 [rows][cols/32] */
+    /* GGUF (llama.cpp) block formats, rows stored back to back, each row
+     * ggml_row_size(type, cols) bytes; see num/ggml_quants.h */
+    W_F16, W_Q8_0, W_GG_MXFP4, W_Q2_K, W_Q3_K, W_Q4_K, W_Q5_K, W_Q6_K,
+    W_IQ2_XXS, W_IQ3_XXS,
     W_NTYPES
 } wtype;
 

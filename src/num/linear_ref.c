@@ -15,6 +15,7 @@
  * Rows are split across the pool's workers.
  */
 #include "num/linear.h"
+#include "num/ggml_quants.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
 #include "util/util.h"
@@ -50,7 +51,7 @@ void weight_row_f32(const dsv4_weight *w, int r, float *out) {
         break;
     }
     default:
-        memset(out, 0, (size_t)K * 4);
+        ggml_dequant_row(w->type, (const uint8_t *)w->data + (size_t)r * ggml_row_size(w->type, K), out, K);
     }
 }
 
@@ -61,7 +62,7 @@ size_t weight_bytes(const dsv4_weight *w) {
     case W_BF16: return n * 2;
     case W_FP8: return n + (size_t)((w->rows + 127) / 128) * w->scale_cols;
     case W_MXFP4: return n / 2 + (size_t)w->rows * w->scale_cols;
-    default: return 0;
+    default: return (size_t)w->rows * ggml_row_size(w->type, w->cols);
     }
 }
 
