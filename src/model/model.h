@@ -14,6 +14,7 @@
 #include "num/linear.h"
 #include "num/pool.h"
 #include "model/wsource.h"
+#include "model/trace.h"
 
 /* A gated-pooling compressor (spec 4.4): main (d = head_dim) or indexer
  * (d = index_head_dim, rotate = Hadamard + FP4). */
@@ -89,6 +90,7 @@ struct dsv4_seq {
     /* final main-model streams of every position (for MTP), if kept */
     int keep_streams;
     float *streams;               /* [cap][hc][D] */
+    trace *trace;                 /* per-layer intermediates, or NULL */
 };
 
 /* Load from any weight source; takes ownership of src. */
