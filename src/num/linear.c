@@ -8,12 +8,13 @@
  *   FP32           GEMV for T < kern_gemm_min_t tokens, else FP32 GEMM.
  *                  Weights are dequantised exactly; only the summation
  *                  order differs from the reference.
- *   FAST           as FP32 for few tokens (decode is memory-bound, FP32
- *                  math is free there); for many tokens the GEMM rounds the
- *                  activations to BF16 and uses BF16 dot products with FP32
- *                  accumulation (vdpbf16ps) on CPUs that have them.  FP8,
- *                  FP4 and BF16 weights are exact in BF16; F32 weights keep
- *                  the FP32 GEMM.
+ *   FAST           activations rounded to BF16 (FP8, FP4 and BF16 weights
+ *                  are exact in BF16), FP32 accumulation: for many tokens
+ *                  the GEMM uses BF16 dot products (vdpbf16ps), for few
+ *                  tokens the GEMV converts weights to FP32 in registers
+ *                  (decode is memory-bound: the math is free there) and
+ *                  sees the same rounded activations.  F32 weights, and
+ *                  CPUs without a BF16 dot product, keep FP32 numerics.
  *
  * Formats or shapes the fast kernels do not cover (GGUF block types, cols
  * not a multiple of 64) go to the reference.
@@ -191,13 +192,32 @@ static void run_gemm(const kern_set *ks, const dsv4_weight *w, const float *x, i
 
 void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
                  int bf16, dsv4_pool *pool) {
-    if (T < kern_gemm_min_t) { run_gemv(ks, w, x, T, y, pool); return; }
     int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
-    run_gemm(ks, w, x, T, y, use_bf16, pool);
+    if (T >= kern_gemm_min_t) { run_gemm(ks, w, x, T, y, use_bf16, pool); return; }
+    if (!use_bf16) { run_gemv(ks, w, x, T, y, pool); return; }
+    /* FAST mode: the GEMV sees the same BF16-rounded activations as the
+     * GEMM, so that a prompt gives the same logits whether it is prefilled
+     * at once or token by token (up to summation order). */
+    size_t n = (size_t)T * w->cols;
+    float *xr = malloc(n * sizeof(float));
+    if (!xr) { run_gemv(ks, w, x, T, y, pool); return; }
+    for (size_t i = 0; i < n; i++) xr[i] = bf16_round(x[i]);
+    run_gemv(ks, w, xr, T, y, pool);
+    free(xr);
+}
+
+/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point (tuning, tests). */
+static void read_env_once(void) {
+    static int done;
+    if (done) return;
+    const char *e = getenv("DSV4_GEMM_MIN_T");
+    if (e && atoi(e) > 0) kern_gemm_min_t = atoi(e);
+    done = 1;
 }
 
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool) {
+    read_env_once();
     if (mode == DSV4_MODE_EXACT || T <= 0 || !kern_supports(w)) {
         linear_ref(w, x, T, y, mode, flags, pool);
         return;
