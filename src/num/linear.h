@@ -46,7 +46,12 @@ typedef struct dsv4_pool dsv4_pool;   /* thread pool, see num/pool.h */
 /* Flags. LIN_OUT_BF16: in EXACT mode round the result once to BF16 (the
  * reference's BF16 linears/einsums: weights_proj, wo_a).  FP8/FP4 weights
  * always produce BF16 in EXACT mode. */
-enum { LIN_OUT_BF16 = 1 };
+enum {
+    LIN_OUT_BF16 = 1,
+    /* The reference dequantises this weight to BF16 at load (wo_a): in EXACT
+     * mode treat it as a dense BF16 matrix (no activation quantisation). */
+    LIN_DEQUANT = 2
+};
 
 /* y: T x rows floats.  x: T x cols floats (not modified). */
 void linear(const dsv4_weight *w, const float *x, int T, float *y,

@@ -184,7 +184,7 @@ void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
                 dsv4_mode mode, int flags, dsv4_pool *pool) {
     lin_job j = {.w = w, .x = x, .T = T, .flags = flags, .y = y};
     if (mode != DSV4_MODE_EXACT) { pool_run(pool, fp32_worker, &j); return; }
-    if (w->type == W_FP8 || w->type == W_MXFP4) {
+    if ((w->type == W_FP8 || w->type == W_MXFP4) && !(flags & LIN_DEQUANT)) {
         int K = w->cols, nkb = (K + 127) / 128;
         float *xq = xmalloc((size_t)T * K * sizeof(float));
         float *xs = xmalloc((size_t)T * nkb * sizeof(float));
