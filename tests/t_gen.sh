@@ -41,7 +41,7 @@ t "tiny is 2 shards" '[ -s "$tmp/tiny/model-00001-of-00002.safetensors" ] && [ -
 t "resharding removes the old shards" '[ $rc -eq 0 ] && [ ! -e "$tmp/tiny/model-00001-of-00002.safetensors" ] && [ $(ls "$tmp/tiny" | grep -c "^model-.*safetensors$") -gt 2 ]'
 "$DSV4" gen --preset tiny --layers 2 --experts 4 --topk 3 --vocab 512 -q -o "$tmp/small" 2>"$tmp/err"; rc=$?
 t "overrides generate" '[ $rc -eq 0 ] && grep -q "\"vocab_size\": 512" "$tmp/small/config.json" && grep -q "\"num_experts_per_tok\": 3" "$tmp/small/config.json"'
-if "$DSV4" info "$tmp/tiny" >"$tmp/info" 2>&1; then ok
+if "$DSV4" info -m "$tmp/tiny" >"$tmp/info" 2>&1 && grep -q "inventory.*OK" "$tmp/info"; then ok
 elif grep -q "not built yet" "$tmp/info"; then ok   # the engine has not landed yet
 else bad "dsv4 info on a generated tiny checkpoint: $(head -3 "$tmp/info")"; fi
 
