@@ -1353,6 +1353,7 @@ typedef struct {
     int limit;           /* max distance allowed after a token, or -1 */
     int count, limited;  /* allowed ids; some id was refused by the limit */
     int need;            /* max over allowed ids of (distance after + 2) */
+    int best;            /* min over all viable ids of the distance after */
 } walkctx;
 
 static void set_token_bits(walkctx *w, const tnode *t) {
@@ -1374,6 +1375,7 @@ static void walk(walkctx *w, uint32_t node, size_t in_start, int in_len) {
         if (out_len > 0 || o.accept) {
             if (ch->tok >= 0) {
                 int d = set_dist(&m->scratch, m->setbuf + o.start, out_len, o.accept);
+                if (d < w->best) w->best = d;
                 if (d > w->limit) w->limited = 1;
                 else {
                     set_token_bits(w, ch);
@@ -1390,9 +1392,9 @@ static void walk(walkctx *w, uint32_t node, size_t in_start, int in_len) {
 /* limit: the largest distance a token may leave (budget - 2: room for the
  * rest and EOS), DIST_INF for none.  *need: the smallest budget for which the
  * unlimited mask is already safe. */
-static int compute_mask(gmatcher *m, int limit, uint64_t *mask, int *limited, int *need) {
+static int compute_mask(gmatcher *m, int limit, uint64_t *mask, int *limited, int *need, int *best) {
     memset(mask, 0, (size_t)m->n_words * sizeof *mask);
-    walkctx w = {m, mask, limit, 0, 0, 0};
+    walkctx w = {m, mask, limit, 0, 0, 0, DIST_INF};
     if (m->state.accept) {
         mask[m->v->eos >> 6] |= 1ull << (m->v->eos & 63);
         w.count++;
@@ -1406,6 +1408,7 @@ static int compute_mask(gmatcher *m, int limit, uint64_t *mask, int *limited, in
     m->setlen = 0;
     *limited = w.limited;
     *need = w.need;
+    *best = w.best;
     return w.count;
 }
 
@@ -1423,12 +1426,15 @@ int gmatcher_mask(gmatcher *m, int budget, uint64_t *mask) {
             m->n_hits++;
             return m->cache[i].count;
         }
-    int limited = 0, need = 0;
+    int limited = 0, need = 0, best = DIST_INF;
     int limit = budget > 0 ? budget - 2 : DIST_INF;
-    int count = compute_mask(m, limit, mask, &limited, &need);
+    int count = compute_mask(m, limit, mask, &limited, &need, &best);
     if (count == 0 && limited) {
-        /* the budget cannot be met any more: best effort */
-        count = compute_mask(m, DIST_INF, mask, &limited, &need);
+        /* The byte distance overstates the tokens still needed (one token
+         * can spell a long literal), so the budget looks unmeetable: make
+         * the most progress possible, i.e. only the ids that leave the
+         * smallest distance. */
+        count = compute_mask(m, best, mask, &limited, &need, &best);
         limited = 1;
     }
     if (limited) return count;               /* budget-specific: not cached */
