@@ -1111,6 +1111,15 @@ int gvocab_size(const gvocab *v) { return v->n_vocab; }
 /* Matcher                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Parse states are interned: a stack node (pos, parent) gets one id, a
+ * state (sorted set of top node ids + accept flag) gets one id, and every
+ * state memoises its transitions by byte.  The matcher is thus a lazily
+ * built deterministic automaton: walking the vocabulary trie costs a table
+ * lookup per trie node once the states of a region (say, inside a string)
+ * have been seen, and they persist from one token to the next.
+ */
+
 typedef struct {
     uint32_t pos;
     int32_t parent;
@@ -1119,196 +1128,287 @@ typedef struct {
 } snode;
 
 typedef struct {
-    snode *n;
-    size_t len, cap;
-} arena;
-
-/* A set of stacks: node indices of TERM tops in some arena + accept flag. */
-typedef struct {
-    int32_t *top;
-    int n, cap;
+    int32_t first, n;    /* tops in m->tops[first .. first+n) */
     int accept;
-} sset;
+    int dist;
+    int32_t *trans;      /* 256 next-state ids (-2 unknown, -1 dead) or NULL */
+} sstate;
 
 #define MASK_CACHE 16
+#define MAX_STATES 20000
+#define MAX_NODES 2000000
+#define DEAD (-1)
+#define UNKNOWN (-2)
 
 struct gmatcher {
     const grammar *g;
     const gvocab *v;
-    arena cur;           /* committed state's nodes */
-    sset state;
-    arena scratch;
-    int32_t *setbuf;     /* DFS set stack */
-    size_t setlen, setcap;
+    snode *nodes;
+    int n_nodes, cap_nodes;
+    int32_t *nhash;      /* open addressing: node ids */
+    int nhash_cap;
+    sstate *states;
+    int n_states, cap_states;
+    int32_t *shash;
+    int shash_cap;
+    int32_t *tops;       /* all states' top lists */
+    size_t n_tops, cap_tops;
+    int32_t *tmp;        /* scratch top list of an advance */
+    int n_tmp, cap_tmp;
+    int tmp_accept;
+    int cur;             /* committed state */
     int n_words;
-    struct { uint64_t key; int32_t *keyv; int keyn; uint64_t *mask; int count, need; long used; } cache[MASK_CACHE];
+    struct { int sid; uint64_t *mask; int count, need; long used; } cache[MASK_CACHE];
     long tick, n_masks, n_hits;
-    int32_t *keybuf;
-    int keycap;
     int finished;        /* EOS consumed */
 };
 
-static int32_t arena_push(arena *a, uint32_t pos, int32_t parent, int32_t dist, int32_t tail) {
-    if (a->len == a->cap) {
-        a->cap = a->cap ? 2 * a->cap : 256;
-        a->n = xrealloc(a->n, a->cap * sizeof *a->n);
-    }
-    a->n[a->len] = (snode){pos, parent, dist, tail};
-    return (int32_t)a->len++;
+static uint64_t mix(uint64_t h) {
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
+    return h;
 }
 
-static void sset_push(sset *s, int32_t x) {
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 8;
-        s->top = xrealloc(s->top, (size_t)s->cap * sizeof *s->top);
+static void nhash_grow(gmatcher *m) {
+    int cap = m->nhash_cap ? 2 * m->nhash_cap : 1024;
+    free(m->nhash);
+    m->nhash = xmalloc((size_t)cap * sizeof *m->nhash);
+    for (int i = 0; i < cap; i++) m->nhash[i] = -1;
+    m->nhash_cap = cap;
+    for (int id = 0; id < m->n_nodes; id++) {
+        uint64_t h = mix(((uint64_t)m->nodes[id].pos << 32) ^ (uint32_t)m->nodes[id].parent);
+        int k = (int)(h & (uint64_t)(cap - 1));
+        while (m->nhash[k] >= 0) k = (k + 1) & (cap - 1);
+        m->nhash[k] = id;
     }
-    s->top[s->n++] = x;
 }
 
-/* Output of an advance: tops appended to the matcher's set buffer. */
-typedef struct {
-    gmatcher *m;
-    arena *a;
-    size_t start;        /* first index in m->setbuf */
-    int accept;
-} outset;
-
-static void out_push(outset *o, int32_t x) {
-    gmatcher *m = o->m;
-    if (m->setlen == m->setcap) {
-        m->setcap = m->setcap ? 2 * m->setcap : 1024;
-        m->setbuf = xrealloc(m->setbuf, m->setcap * sizeof *m->setbuf);
+static int32_t intern_node(gmatcher *m, uint32_t pos, int32_t parent) {
+    if (2 * (m->n_nodes + 1) > m->nhash_cap) nhash_grow(m);
+    uint64_t h = mix(((uint64_t)pos << 32) ^ (uint32_t)parent);
+    int k = (int)(h & (uint64_t)(m->nhash_cap - 1));
+    while (m->nhash[k] >= 0) {
+        const snode *x = &m->nodes[m->nhash[k]];
+        if (x->pos == pos && x->parent == parent) return m->nhash[k];
+        k = (k + 1) & (m->nhash_cap - 1);
     }
-    m->setbuf[m->setlen++] = x;
+    if (m->n_nodes == m->cap_nodes) {
+        m->cap_nodes = m->cap_nodes ? 2 * m->cap_nodes : 1024;
+        m->nodes = xrealloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+    }
+    const grammar *g = m->g;
+    int32_t ptail = parent >= 0 ? m->nodes[parent].tail : 0;
+    long d = (long)g->min_rest[pos] + ptail, t = (long)g->min_rest[pos + 1] + ptail;
+    if (ETYPE(g->el[pos]) == E_END) t = ptail;
+    snode *x = &m->nodes[m->n_nodes];
+    x->pos = pos;
+    x->parent = parent;
+    x->dist = d > DIST_INF ? DIST_INF : (int32_t)d;
+    x->tail = t > DIST_INF ? DIST_INF : (int32_t)t;
+    m->nhash[k] = m->n_nodes;
+    return m->n_nodes++;
 }
 
-/* Expand position pos with return stack parent until TERM tops. */
-static void expand(outset *o, uint32_t pos, int32_t parent, int depth) {
-    const grammar *g = o->m->g;
-    arena *a = o->a;
+static void tmp_push(gmatcher *m, int32_t id) {
+    for (int i = 0; i < m->n_tmp; i++) if (m->tmp[i] == id) return;
+    if (m->n_tmp == m->cap_tmp) {
+        m->cap_tmp = m->cap_tmp ? 2 * m->cap_tmp : 64;
+        m->tmp = xrealloc(m->tmp, (size_t)m->cap_tmp * sizeof *m->tmp);
+    }
+    m->tmp[m->n_tmp++] = id;
+}
+
+/* Expand position pos with return stack parent until TERM tops (into tmp). */
+static void expand(gmatcher *m, uint32_t pos, int32_t parent, int depth) {
+    const grammar *g = m->g;
     if (depth > 256) return;       /* guard against pathological nesting */
     uint32_t e = g->el[pos];
-    int32_t ptail = parent >= 0 ? a->n[parent].tail : 0;
     switch (ETYPE(e)) {
-    case E_TERM: {
-        for (size_t i = o->start; i < o->m->setlen; i++) {
-            const snode *x = &a->n[o->m->setbuf[i]];
-            if (x->pos == pos && x->parent == parent) return;
-        }
-        int32_t d = g->min_rest[pos] + ptail;
-        if (d > DIST_INF) d = DIST_INF;
-        out_push(o, arena_push(a, pos, parent, d, 0));
+    case E_TERM:
+        tmp_push(m, intern_node(m, pos, parent));
         return;
-    }
     case E_END:
-        if (parent < 0) { o->accept = 1; return; }
-        expand(o, a->n[parent].pos + 1, a->n[parent].parent, depth + 1);
+        if (parent < 0) { m->tmp_accept = 1; return; }
+        expand(m, m->nodes[parent].pos + 1, m->nodes[parent].parent, depth + 1);
         return;
     default: {
         /* Tail call: a reference that ends its alternative needs no return
          * frame (returning would only pop again), so repetition rules
          * (X ::= item X) keep stacks flat instead of one frame per item. */
         int32_t f = parent;
-        if (ETYPE(g->el[pos + 1]) != E_END) {
-            int32_t t = g->min_rest[pos + 1] + ptail;
-            if (t > DIST_INF) t = DIST_INF;
-            f = arena_push(a, pos, parent, 0, t);
-        }
+        if (ETYPE(g->el[pos + 1]) != E_END) f = intern_node(m, pos, parent);
         const grule *r = &g->rules[EARG(e)];
-        for (int i = 0; i < r->n_alts; i++) expand(o, (uint32_t)r->alts[i], f, depth + 1);
+        for (int i = 0; i < r->n_alts; i++) expand(m, (uint32_t)r->alts[i], f, depth + 1);
         return;
     }
     }
 }
 
-/* Advance the tops at m->setbuf[in_start .. +n) by byte b (by index: the
- * buffer may move while outputs are appended). */
-static void advance(outset *o, size_t in_start, int n, int b) {
-    const grammar *g = o->m->g;
-    for (int i = 0; i < n; i++) {
-        snode x = o->a->n[o->m->setbuf[in_start + (size_t)i]];
-        if (class_has(&g->cls[EARG(g->el[x.pos])], b)) expand(o, x.pos + 1, x.parent, 0);
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static uint64_t state_hash(const int32_t *t, int n, int accept) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)accept;
+    for (int i = 0; i < n; i++) h = mix(h ^ (uint32_t)t[i]);
+    return h;
+}
+
+static void shash_grow(gmatcher *m) {
+    int cap = m->shash_cap ? 2 * m->shash_cap : 1024;
+    free(m->shash);
+    m->shash = xmalloc((size_t)cap * sizeof *m->shash);
+    for (int i = 0; i < cap; i++) m->shash[i] = -1;
+    m->shash_cap = cap;
+    for (int id = 0; id < m->n_states; id++) {
+        const sstate *st = &m->states[id];
+        int k = (int)(state_hash(m->tops + st->first, st->n, st->accept) & (uint64_t)(cap - 1));
+        while (m->shash[k] >= 0) k = (k + 1) & (cap - 1);
+        m->shash[k] = id;
     }
 }
 
-static int set_dist(const arena *a, const int32_t *tops, int n, int accept) {
-    if (accept) return 0;
-    int d = DIST_INF;
-    for (int i = 0; i < n; i++) if (a->n[tops[i]].dist < d) d = a->n[tops[i]].dist;
-    return d;
+/* Intern the state in tmp (+ tmp_accept); DEAD if it is empty. */
+static int intern_state(gmatcher *m) {
+    if (!m->n_tmp && !m->tmp_accept) return DEAD;
+    qsort(m->tmp, (size_t)m->n_tmp, sizeof *m->tmp, cmp_i32);
+    if (2 * (m->n_states + 1) > m->shash_cap) shash_grow(m);
+    uint64_t h = state_hash(m->tmp, m->n_tmp, m->tmp_accept);
+    int k = (int)(h & (uint64_t)(m->shash_cap - 1));
+    while (m->shash[k] >= 0) {
+        const sstate *st = &m->states[m->shash[k]];
+        if (st->n == m->n_tmp && st->accept == m->tmp_accept &&
+            !memcmp(m->tops + st->first, m->tmp, (size_t)m->n_tmp * sizeof *m->tmp))
+            return m->shash[k];
+        k = (k + 1) & (m->shash_cap - 1);
+    }
+    if (m->n_states == m->cap_states) {
+        m->cap_states = m->cap_states ? 2 * m->cap_states : 256;
+        m->states = xrealloc(m->states, (size_t)m->cap_states * sizeof *m->states);
+    }
+    if (m->n_tops + (size_t)m->n_tmp > m->cap_tops) {
+        while (m->n_tops + (size_t)m->n_tmp > m->cap_tops) m->cap_tops = m->cap_tops ? 2 * m->cap_tops : 1024;
+        m->tops = xrealloc(m->tops, m->cap_tops * sizeof *m->tops);
+    }
+    sstate *st = &m->states[m->n_states];
+    st->first = (int32_t)m->n_tops;
+    st->n = m->n_tmp;
+    st->accept = m->tmp_accept;
+    st->trans = NULL;
+    memcpy(m->tops + m->n_tops, m->tmp, (size_t)m->n_tmp * sizeof *m->tmp);
+    m->n_tops += (size_t)m->n_tmp;
+    int d = m->tmp_accept ? 0 : DIST_INF;
+    for (int i = 0; i < m->n_tmp; i++) if (m->nodes[m->tmp[i]].dist < d) d = m->nodes[m->tmp[i]].dist;
+    st->dist = d;
+    m->shash[k] = m->n_states;
+    return m->n_states++;
+}
+
+/* The state after byte b (memoised). */
+static int step_state(gmatcher *m, int sid, int b) {
+    sstate *st = &m->states[sid];
+    if (st->trans && st->trans[b] != UNKNOWN) return st->trans[b];
+    m->n_tmp = 0;
+    m->tmp_accept = 0;
+    const grammar *g = m->g;
+    for (int i = 0; i < st->n; i++) {
+        snode x = m->nodes[m->tops[st->first + i]];
+        if (class_has(&g->cls[EARG(g->el[x.pos])], b)) expand(m, x.pos + 1, x.parent, 0);
+    }
+    int ns = intern_state(m);
+    st = &m->states[sid];                       /* states may have moved */
+    if (!st->trans) {
+        st->trans = xmalloc(256 * sizeof *st->trans);
+        for (int i = 0; i < 256; i++) st->trans[i] = UNKNOWN;
+    }
+    st->trans[b] = ns;
+    return ns;
+}
+
+static void clear_tables(gmatcher *m) {
+    for (int i = 0; i < m->n_states; i++) free(m->states[i].trans);
+    m->n_states = 0;
+    m->n_nodes = 0;
+    m->n_tops = 0;
+    for (int i = 0; i < m->nhash_cap; i++) m->nhash[i] = -1;
+    for (int i = 0; i < m->shash_cap; i++) m->shash[i] = -1;
+    for (int i = 0; i < MASK_CACHE; i++) m->cache[i].sid = -1;
+}
+
+/* Keep memory bounded: when the tables grow too big, rebuild them holding
+ * only the committed state. */
+static void maybe_compact(gmatcher *m) {
+    if (m->n_states < MAX_STATES && m->n_nodes < MAX_NODES) return;
+    const sstate *st = &m->states[m->cur];
+    int n = st->n, accept = st->accept;
+    /* stacks as position lists, bottom first */
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        for (int32_t x = m->tops[st->first + i]; x >= 0; x = m->nodes[x].parent) total++;
+    uint32_t *pos = xmalloc((size_t)(total + n + 1) * sizeof *pos);
+    int *len = xmalloc((size_t)(n + 1) * sizeof *len);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int l = 0;
+        for (int32_t x = m->tops[st->first + i]; x >= 0; x = m->nodes[x].parent) pos[k + l++] = m->nodes[x].pos;
+        for (int a = 0, b = l - 1; a < b; a++, b--) { uint32_t t = pos[k + a]; pos[k + a] = pos[k + b]; pos[k + b] = t; }
+        len[i] = l;
+        k += l;
+    }
+    clear_tables(m);
+    m->n_tmp = 0;
+    m->tmp_accept = accept;
+    k = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t parent = -1;
+        for (int l = 0; l < len[i]; l++) parent = intern_node(m, pos[k + l], parent);
+        tmp_push(m, parent);
+        k += len[i];
+    }
+    m->cur = intern_state(m);
+    free(pos);
+    free(len);
 }
 
 gmatcher *gmatcher_new(const grammar *g, const gvocab *v) {
     gmatcher *m = xcalloc(1, sizeof *m);
-    m->g = g; m->v = v;
+    m->g = g;
+    m->v = v;
     m->n_words = (v->n_vocab + 63) / 64;
-    /* initial state: expand the root rule */
-    outset o = {m, &m->cur, 0, 0};
-    m->setlen = 0;
+    for (int i = 0; i < MASK_CACHE; i++) m->cache[i].sid = -1;
+    nhash_grow(m);
+    shash_grow(m);
     const grule *r = &g->rules[g->root];
-    for (int i = 0; i < r->n_alts; i++) expand(&o, (uint32_t)r->alts[i], -1, 0);
-    for (size_t i = 0; i < m->setlen; i++) sset_push(&m->state, m->setbuf[i]);
-    m->state.accept = o.accept;
-    m->setlen = 0;
-    for (int i = 0; i < MASK_CACHE; i++) m->cache[i].count = -1;
+    m->n_tmp = 0;
+    m->tmp_accept = 0;
+    for (int i = 0; i < r->n_alts; i++) expand(m, (uint32_t)r->alts[i], -1, 0);
+    m->cur = intern_state(m);
     return m;
 }
 
 void gmatcher_free(gmatcher *m) {
     if (!m) return;
-    free(m->cur.n); free(m->scratch.n); free(m->state.top); free(m->setbuf); free(m->keybuf);
-    for (int i = 0; i < MASK_CACHE; i++) { free(m->cache[i].mask); free(m->cache[i].keyv); }
+    for (int i = 0; i < m->n_states; i++) free(m->states[i].trans);
+    free(m->states); free(m->nodes); free(m->nhash); free(m->shash); free(m->tops); free(m->tmp);
+    for (int i = 0; i < MASK_CACHE; i++) free(m->cache[i].mask);
     free(m);
 }
 
-/* Copy the stacks of tops (in arena src) into a fresh arena; map remaps. */
-static int32_t copy_chain(arena *dst, const arena *src, int32_t x, int32_t *map) {
-    if (x < 0) return -1;
-    if (map[x] >= 0) return map[x];
-    int32_t p = copy_chain(dst, src, src->n[x].parent, map);
-    const snode *s = &src->n[x];
-    return map[x] = arena_push(dst, s->pos, p, s->dist, s->tail);
-}
-
-static void commit(gmatcher *m, arena *src, const int32_t *tops, int n, int accept) {
-    arena fresh = {0};
-    int32_t *map = xmalloc((src->len ? src->len : 1) * sizeof *map);
-    for (size_t i = 0; i < src->len; i++) map[i] = -1;
-    m->state.n = 0;
-    int32_t *tmp = xmalloc((size_t)(n ? n : 1) * sizeof *tmp);
-    memcpy(tmp, tops, (size_t)n * sizeof *tmp);
-    for (int i = 0; i < n; i++) sset_push(&m->state, copy_chain(&fresh, src, tmp[i], map));
-    free(tmp);
-    free(map);
-    m->state.accept = accept;
-    free(m->cur.n);            /* src is the scratch arena, never cur */
-    m->cur = fresh;
-}
-
 int gmatcher_accept_bytes(gmatcher *m, const char *s, size_t n) {
-    if (m->finished) return -1;
-    /* work in scratch: copy the committed nodes there first */
-    m->scratch.len = 0;
-    for (size_t i = 0; i < m->cur.len; i++) arena_push(&m->scratch, m->cur.n[i].pos, m->cur.n[i].parent, m->cur.n[i].dist, m->cur.n[i].tail);
-    m->setlen = 0;
-    for (int i = 0; i < m->state.n; i++) out_push(&(outset){m, &m->scratch, 0, 0}, m->state.top[i]);
-    size_t in_start = 0, in_len = m->setlen;
-    int accept = m->state.accept;
+    if (m->finished || m->cur < 0) return -1;
+    int sid = m->cur;
     for (size_t k = 0; k < n; k++) {
-        outset o = {m, &m->scratch, m->setlen, 0};
-        advance(&o, in_start, (int)in_len, (unsigned char)s[k]);
-        in_start = o.start; in_len = m->setlen - o.start;
-        accept = o.accept;
-        if (in_len == 0 && !(accept && k == n - 1)) return -1;
+        sid = step_state(m, sid, (unsigned char)s[k]);
+        if (sid == DEAD) return -1;
     }
-    commit(m, &m->scratch, m->setbuf + in_start, (int)in_len, accept);
-    m->setlen = 0;
+    m->cur = sid;
+    maybe_compact(m);
     return 0;
 }
 
 int gmatcher_accept(gmatcher *m, int32_t id) {
     if (id == m->v->eos) {
-        if (!m->state.accept || m->finished) return -1;
+        if (m->finished || !m->states[m->cur].accept) return -1;
         m->finished = 1;
         return 0;
     }
@@ -1317,40 +1417,22 @@ int gmatcher_accept(gmatcher *m, int32_t id) {
 }
 
 int gmatcher_done(const gmatcher *m) {
-    if (!m->state.accept) return 0;
-    return m->state.n == 0 ? 2 : 1;
+    const sstate *st = &m->states[m->cur];
+    if (!st->accept) return 0;
+    return st->n == 0 ? 2 : 1;
 }
 
-int gmatcher_distance(const gmatcher *m) {
-    return set_dist(&m->cur, m->state.top, m->state.n, m->state.accept);
-}
+int gmatcher_distance(const gmatcher *m) { return m->states[m->cur].dist; }
 
 void gmatcher_stats(const gmatcher *m, long *masks, long *hits) {
     if (masks) *masks = m->n_masks;
     if (hits) *hits = m->n_hits;
 }
 
-/* Serialise the committed state (every stack's positions) as cache key. */
-static int state_key(gmatcher *m, int force, uint64_t *hash) {
-    int n = 0;
-    #define KPUSH(x) do { if (n == m->keycap) { m->keycap = m->keycap ? 2 * m->keycap : 64; \
-        m->keybuf = xrealloc(m->keybuf, (size_t)m->keycap * sizeof *m->keybuf); } m->keybuf[n++] = (x); } while (0)
-    KPUSH(force); KPUSH(m->state.accept);
-    for (int i = 0; i < m->state.n; i++) {
-        for (int32_t x = m->state.top[i]; x >= 0; x = m->cur.n[x].parent) KPUSH((int32_t)m->cur.n[x].pos);
-        KPUSH(-1);
-    }
-    #undef KPUSH
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < n; i++) { h ^= (uint32_t)m->keybuf[i]; h *= 1099511628211ull; }
-    *hash = h;
-    return n;
-}
-
 typedef struct {
     gmatcher *m;
     uint64_t *mask;
-    int limit;           /* max distance allowed after a token, or -1 */
+    int limit;           /* max distance allowed after a token */
     int count, limited;  /* allowed ids; some id was refused by the limit */
     int need;            /* max over allowed ids of (distance after + 2) */
     int best;            /* min over all viable ids of the distance after */
@@ -1363,29 +1445,24 @@ static void set_token_bits(walkctx *w, const tnode *t) {
     }
 }
 
-static void walk(walkctx *w, uint32_t node, size_t in_start, int in_len) {
+static void walk(walkctx *w, uint32_t node, int sid) {
     gmatcher *m = w->m;
     const tnode *tn = &m->v->n[node];
     for (uint32_t c = 0; c < tn->n_child; c++) {
         const tnode *ch = &m->v->n[tn->child + c];
-        size_t amark = m->scratch.len, smark = m->setlen;
-        outset o = {m, &m->scratch, m->setlen, 0};
-        advance(&o, in_start, in_len, ch->byte);
-        int out_len = (int)(m->setlen - o.start);
-        if (out_len > 0 || o.accept) {
-            if (ch->tok >= 0) {
-                int d = set_dist(&m->scratch, m->setbuf + o.start, out_len, o.accept);
-                if (d < w->best) w->best = d;
-                if (d > w->limit) w->limited = 1;
-                else {
-                    set_token_bits(w, ch);
-                    if (d + 2 > w->need) w->need = d + 2;
-                }
+        int ns = step_state(m, sid, ch->byte);
+        if (ns == DEAD) continue;
+        const sstate *st = &m->states[ns];
+        if (ch->tok >= 0) {
+            int d = st->dist;
+            if (d < w->best) w->best = d;
+            if (d > w->limit) w->limited = 1;
+            else {
+                set_token_bits(w, ch);
+                if (d + 2 > w->need) w->need = d + 2;
             }
-            if (out_len > 0 && ch->n_child) walk(w, tn->child + c, o.start, out_len);
         }
-        m->scratch.len = amark;
-        m->setlen = smark;
+        if (st->n > 0 && ch->n_child) walk(w, tn->child + c, ns);
     }
 }
 
@@ -1395,17 +1472,12 @@ static void walk(walkctx *w, uint32_t node, size_t in_start, int in_len) {
 static int compute_mask(gmatcher *m, int limit, uint64_t *mask, int *limited, int *need, int *best) {
     memset(mask, 0, (size_t)m->n_words * sizeof *mask);
     walkctx w = {m, mask, limit, 0, 0, 0, DIST_INF};
-    if (m->state.accept) {
+    const sstate *st = &m->states[m->cur];
+    if (st->accept) {
         mask[m->v->eos >> 6] |= 1ull << (m->v->eos & 63);
         w.count++;
     }
-    m->scratch.len = 0;
-    for (size_t i = 0; i < m->cur.len; i++) arena_push(&m->scratch, m->cur.n[i].pos, m->cur.n[i].parent, m->cur.n[i].dist, m->cur.n[i].tail);
-    m->setlen = 0;
-    outset o0 = {m, &m->scratch, 0, 0};
-    for (int i = 0; i < m->state.n; i++) out_push(&o0, m->state.top[i]);
-    if (m->state.n) walk(&w, 0, 0, m->state.n);
-    m->setlen = 0;
+    if (st->n) walk(&w, 0, m->cur);
     *limited = w.limited;
     *need = w.need;
     *best = w.best;
@@ -1415,11 +1487,8 @@ static int compute_mask(gmatcher *m, int limit, uint64_t *mask, int *limited, in
 int gmatcher_mask(gmatcher *m, int budget, uint64_t *mask) {
     m->n_masks++;
     if (m->finished) { memset(mask, 0, (size_t)m->n_words * sizeof *mask); return 0; }
-    uint64_t h;
-    int kn = state_key(m, 0, &h);
     for (int i = 0; i < MASK_CACHE; i++)
-        if (m->cache[i].count >= 0 && m->cache[i].key == h && m->cache[i].keyn == kn &&
-            !memcmp(m->cache[i].keyv, m->keybuf, (size_t)kn * sizeof *m->keybuf)) {
+        if (m->cache[i].sid == m->cur) {
             if (budget > 0 && budget < m->cache[i].need) break;   /* too tight: recompute */
             memcpy(mask, m->cache[i].mask, (size_t)m->n_words * sizeof *mask);
             m->cache[i].used = ++m->tick;
@@ -1443,13 +1512,9 @@ int gmatcher_mask(gmatcher *m, int budget, uint64_t *mask) {
         if (m->cache[i].used < m->cache[slot].used) slot = i;
     if (!m->cache[slot].mask) m->cache[slot].mask = xmalloc((size_t)m->n_words * sizeof *mask);
     memcpy(m->cache[slot].mask, mask, (size_t)m->n_words * sizeof *mask);
-    m->cache[slot].keyv = xrealloc(m->cache[slot].keyv, (size_t)(kn ? kn : 1) * sizeof *m->keybuf);
-    memcpy(m->cache[slot].keyv, m->keybuf, (size_t)kn * sizeof *m->keybuf);
-    m->cache[slot].keyn = kn;
-    m->cache[slot].key = h;
+    m->cache[slot].sid = m->cur;
     m->cache[slot].count = count;
     m->cache[slot].need = need;
     m->cache[slot].used = ++m->tick;
     return count;
 }
-
