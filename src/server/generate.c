@@ -76,6 +76,7 @@ int gen_model_open(gen_model *gm, const char *dir, int n_ctx, int n_threads,
     gm->think_start = special_id(gm->tok, "<think>");
     gm->think_end = special_id(gm->tok, "</think>");
     gm->dsml = special_id(gm->tok, "\xef\xbd\x9c" "DSML" "\xef\xbd\x9c");
+    gm->user = special_id(gm->tok, "<\xef\xbd\x9c" "User" "\xef\xbd\x9c>");
     /* Text mask: ordinary tokens, EOS, and the specials the output format
      * uses; never BOS, role markers or placeholders. */
     int words = (gm->vocab + 63) / 64;

@@ -27,7 +27,7 @@ typedef struct gen_model {
     dsv4_tokenizer *tok;
     int vocab;                 /* logits per position */
     int n_ctx;                 /* context per sequence */
-    int32_t bos, eos, think_start, think_end, dsml;
+    int32_t bos, eos, think_start, think_end, dsml, user;
     uint64_t *text_mask;       /* ids allowed without a grammar */
     gvocab *gv;                /* lazily built (gen_model_gvocab) */
     pthread_mutex_t mu;

@@ -26,6 +26,7 @@ typedef struct {
     dsv4_seq *seq;
     gen_session *g;
     int pos;              /* prompt tokens fed */
+    int boundary;         /* snapshot point inside the prompt, or 0 */
     int32_t next;         /* token to feed at the next decode step */
     int next_is_gen;      /* next is a generated token (not the prompt's last) */
     int fed_gen;          /* generated tokens fed to the engine */
@@ -173,13 +174,23 @@ static void admit(sched *s, slot *sl, sched_req *r) {
         s->cache[c].used = ++s->tick;
         r->usage.cached_tokens = sl->pos;
     }
+    /* Requests often share everything before the last user turn (system
+     * prompt, tools, schema, history) and differ after it: snapshot there
+     * too, if it saves a worthwhile prefill for the next such request. */
+    int32_t user = s->gm->user;
+    for (int i = r->n_prompt - 2; user >= 0 && i > 0; i--)
+        if (r->prompt[i] == user) {
+            if (i >= sl->pos + 16) sl->boundary = i;
+            break;
+        }
 }
 
 /* One chunk of prompt; the last prompt token joins the decode batch. */
 static void prefill_step(sched *s, slot *sl) {
     sched_req *r = sl->r;
     int end = r->n_prompt - 1;
-    int n = end - sl->pos;
+    int stop = sl->boundary > sl->pos ? sl->boundary : end;
+    int n = stop - sl->pos;
     if (n > s->o.prefill_chunk) n = s->o.prefill_chunk;
     if (n > 0) {
         if (dsv4_forward(sl->seq, r->prompt + sl->pos, n, NULL, 0, sl->err, sizeof sl->err)) {
@@ -187,7 +198,7 @@ static void prefill_step(sched *s, slot *sl) {
             return;
         }
         sl->pos += n;
-        if (sl->pos == end) cache_copy_in(s, r->prompt, end, sl->seq);
+        if (sl->pos == end || sl->pos == sl->boundary) cache_copy_in(s, r->prompt, sl->pos, sl->seq);
     }
     if (sl->pos == end) {
         sl->state = SLOT_DECODE;
