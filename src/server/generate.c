@@ -255,7 +255,7 @@ static char *sanitize_utf8(const char *t, size_t n, size_t *out_len) {
     for (size_t i = 0; i < n;) {
         size_t l = utf8_seq((const unsigned char *)t + i, n - i);
         if (l) { memcpy(o + k, t + i, l); k += l; i += l; }
-        else { memcpy(o + k, "ï¿½", 3); k += 3; i++; }
+        else { memcpy(o + k, "\xEF\xBF\xBD", 3); k += 3; i++; }
     }
     o[k] = 0;
     *out_len = k;

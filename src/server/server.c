@@ -64,6 +64,50 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 static const char *sb_cstr(sbuf *b) { return b->p ? b->p : ""; }
 
+/* ---- UTF-8 repair of deltas -------------------------------------------- */
+
+/* Deltas may split a character (the parser cuts at marker boundaries);
+ * JSON needs whole characters.  A carry keeps an incomplete tail for the
+ * next delta; bytes that can never form a character become U+FFFD. */
+typedef struct { char b[4]; int n; } u8carry;
+
+/* >0: length of the valid character at p; 0: invalid; -1: valid so far
+ * but incomplete. */
+static int u8_check(const unsigned char *p, size_t n) {
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    int len;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n) return -1;
+        if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xBF)) return 0;
+    }
+    return len;
+}
+
+static char *u8_take(u8carry *c, const char *t, size_t n, size_t *out_len, int final) {
+    size_t m = (size_t)c->n + n;
+    unsigned char *in = xmalloc(m + 1);
+    memcpy(in, c->b, (size_t)c->n);
+    memcpy(in + c->n, t, n);
+    char *o = xmalloc(m * 3 + 1);
+    size_t k = 0, i = 0;
+    c->n = 0;
+    while (i < m) {
+        int l = u8_check(in + i, m - i);
+        if (l > 0) { memcpy(o + k, in + i, (size_t)l); k += (size_t)l; i += (size_t)l; continue; }
+        if (l < 0 && !final) { c->n = (int)(m - i); memcpy(c->b, in + i, m - i); break; }
+        memcpy(o + k, "\xEF\xBF\xBD", 3); k += 3; i++;
+    }
+    o[k] = 0;
+    free(in);
+    *out_len = k;
+    return o;
+}
+
 /* ---- jobs -------------------------------------------------------------- */
 
 typedef struct {
@@ -96,6 +140,7 @@ typedef struct job {
     int n_blocks;
     double t_last;
     int fd;
+    u8carry carry[3];         /* reasoning, content, tool arguments */
 } job;
 
 enum { B_NONE = 0, B_THINKING, B_TEXT, B_TOOL };
@@ -158,9 +203,41 @@ static void tool_id(job *j, int index, char *out, size_t n) {
     snprintf(out, n, "%s_%s_%d", j->kind == API_MESSAGES ? "toolu" : "call", j->id + (j->kind == API_MESSAGES ? 4 : 9), index);
 }
 
-/* Scheduler thread: one parser event. */
+static void on_event_valid(job *j, const dsv4_dsml_event *ev);
+
+/* Scheduler thread: one parser event (text repaired to whole characters). */
 static void on_event(void *user, const dsv4_dsml_event *ev) {
     job *j = user;
+    int k = ev->kind == DSV4_EV_REASONING ? 0 : ev->kind == DSV4_EV_CONTENT ? 1 : ev->kind == DSV4_EV_TOOL_ARGS ? 2 : -1;
+    if (k < 0 || !ev->text) { on_event_valid(j, ev); return; }
+    dsv4_dsml_event e = *ev;
+    size_t n;
+    char *t = u8_take(&j->carry[k], ev->text, ev->len, &n, 0);
+    e.text = t;
+    e.len = n;
+    if (n) on_event_valid(j, &e);
+    free(t);
+}
+
+/* Pending incomplete characters at the end become U+FFFD. */
+static void flush_carry(job *j) {
+    static const dsv4_dsml_event_kind kinds[3] = {DSV4_EV_REASONING, DSV4_EV_CONTENT, DSV4_EV_TOOL_ARGS};
+    for (int k = 0; k < 3; k++) {
+        if (!j->carry[k].n) continue;
+        size_t n;
+        char *t = u8_take(&j->carry[k], "", 0, &n, 1);
+        dsv4_dsml_event e;
+        memset(&e, 0, sizeof e);
+        e.kind = kinds[k];
+        e.index = j->n_tools ? j->n_tools - 1 : 0;
+        e.text = t;
+        e.len = n;
+        if (n) on_event_valid(j, &e);
+        free(t);
+    }
+}
+
+static void on_event_valid(job *j, const dsv4_dsml_event *ev) {
     pthread_mutex_lock(&j->mu);
     switch (ev->kind) {
     case DSV4_EV_REASONING:
@@ -269,6 +346,7 @@ static void stream_finish(job *j) {
 static void on_done(void *user, gen_finish why, const sched_usage *u, const char *err) {
     job *j = user;
     server *s = j->srv;
+    flush_carry(j);
     metrics_tokens(s->mx, u->prompt_tokens, u->cached_tokens, u->completion_tokens);
     if (u->t_end > 0) metrics_e2e(s->mx, u->t_end - u->t_submit);
     if (why == GEN_CANCELLED) metrics_cancelled(s->mx);
