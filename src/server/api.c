@@ -32,6 +32,17 @@ void api_req_free(api_req *r) {
 }
 
 char *api_error_json(api_kind kind, int status, const char *message, const char *code) {
+    /* messages can end in a character cut by errf's buffer: keep them
+     * valid UTF-8 by dropping non-ASCII bytes if jansson refuses them */
+    char safe[512];
+    json_t *probe = json_string(message);
+    if (!probe) {
+        size_t k = 0;
+        for (const char *p = message; *p && k + 1 < sizeof safe; p++) safe[k++] = (*p & 0x80) ? '?' : *p;
+        safe[k] = 0;
+        message = safe;
+    }
+    json_decref(probe);
     json_t *e;
     if (kind == API_MESSAGES) {
         const char *type = status == 401 ? "authentication_error" : status == 404 ? "not_found_error"
@@ -244,7 +255,8 @@ static int normalise_messages(json_t *msgs, json_t **out, char *err, size_t errl
                     json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
                     if (!json_is_string(name)) { rc = BAD("messages[%zu].tool_calls[%zu].function.name must be a string", i, k); break; }
                     char *a = json_is_string(args) ? xstrdup(json_string_value(args))
-                            : args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : xstrdup("{}");
+                            : args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                if (!a) a = xstrdup("{}");
                     json_t *id = json_object_get(c, "id");
                     json_t *call = json_pack("{s:s, s:{s:O, s:s}}", "type", "function", "function", "name", name, "arguments", a);
                     if (json_is_string(id)) json_object_set(call, "id", id);
@@ -316,7 +328,8 @@ static int anthropic_messages(json_t *root, json_t **out, char *err, size_t errl
             } else if (!strcmp(type, "tool_use") && !strcmp(role, "assistant")) {
                 json_t *name = json_object_get(b, "name"), *id = json_object_get(b, "id"), *input = json_object_get(b, "input");
                 if (!json_is_string(name)) { rc = BAD("tool_use blocks need a 'name'"); break; }
-                char *args = json_dumps(input ? input : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+                char *args = input ? json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                if (!args) args = xstrdup("{}");
                 json_t *call = json_pack("{s:s, s:{s:O, s:s}}", "type", "function", "function", "name", name, "arguments", args);
                 free(args);
                 if (json_is_string(id)) json_object_set(call, "id", id);
