@@ -794,9 +794,9 @@ static int release(dsv4_detok_stream *s, size_t keep, const char **out, size_t *
         if (!s->out) return -1;
         s->out_cap = 64;
     }
-    memcpy(s->out, s->buf, give);
+    if (give) memcpy(s->out, s->buf, give);
     s->out[give] = 0;
-    memmove(s->buf, s->buf + give, keep);
+    if (give && keep) memmove(s->buf, s->buf + give, keep);
     s->len = keep;
     *out = s->out;
     *out_len = give;
