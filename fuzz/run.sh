@@ -39,7 +39,13 @@ run_fuzzer() {
     mkdir -p "$OUT/corpus/$name"
     for seed in "$@"; do [ -f "$seed" ] && cp "$seed" "$OUT/corpus/$name/" || true; done
     echo "== fuzz_$name for ${SECS}s"
-    "$OUT/fuzz_$name" -max_total_time="$SECS" -max_len=4096 -timeout=10 "$OUT/corpus/$name" 2>&1 | tail -5
+    log="$OUT/fuzz_$name.log"
+    status=0
+    "$OUT/fuzz_$name" -max_total_time="$SECS" -max_len=4096 -timeout=10 -artifact_prefix="$OUT/" \
+        "$OUT/corpus/$name" >"$log" 2>&1 || status=$?
+    grep -E "cov:" "$log" | tail -1
+    grep -E "^Done|ERROR|SUMMARY|artifact" "$log" | tail -4
+    [ "$status" -eq 0 ] || { echo "fuzz_$name FAILED (log: $log)"; exit 1; }
 }
 
 run_fuzzer tokenizer tests/data/tokenizer/README.md tests/data/chat/README.md
