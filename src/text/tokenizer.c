@@ -111,10 +111,22 @@ static long spelling_to_bytes(const char *s, size_t len, char *dst) {
 /* ------------------------------------------------------------------ */
 /* Hashes.                                                             */
 
+/* Word-at-a-time multiply/xorshift hash; spellings and words are short. */
 static inline uint32_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
-    return (uint32_t)(h ^ (h >> 29));
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)(uint8_t)s[i] << (8 * i);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    return (uint32_t)h ^ (uint32_t)(h >> 32);
 }
 
 static inline uint32_t hash_pair(uint64_t key) {
@@ -524,7 +536,7 @@ static int emit_ids(enc_ctx *c, const int32_t *ids, size_t n) {
 
 /* BPE by repeated scans over an array holding each adjacent pair's rank.
  * ids[0..n) holds the byte tokens on entry; returns the final count. */
-#define SMALL_WORD 64
+#define SMALL_WORD TOK_SMALL_WORD
 static size_t bpe_small(const dsv4_tokenizer *t, const uint8_t *s, int32_t *ids, size_t n) {
     int32_t rank[SMALL_WORD];
     for (size_t i = 0; i + 1 < n; i++) rank[i] = t->byte_pair_rank[(unsigned)s[i] << 8 | s[i + 1]];
