@@ -104,16 +104,19 @@ static void encode_line(pjbuf *out, const char *line, size_t len, const dsv4_tok
     if ((v = pj_get(in, "drop_thinking"))) cv.drop_thinking = pj_truthy(v);
     if ((v = pj_get(in, "add_default_bos_token"))) cv.add_default_bos_token = pj_truthy(v);
     if ((v = pj_get(in, "reasoning_effort")) && v->type != PJ_NULL) cv.effort = v;
-    if (chat_encode_values(a, pj_get(in, "messages"), pj_get(in, "context"), &cv, &prompt, err,
-                           sizeof err) < 0) {
-        put_error(out, err);
+    char *msg;
+    size_t plen;
+    if (chat_encode_values(a, pj_get(in, "messages"), pj_get(in, "context"), &cv, &prompt, &plen,
+                           &msg) < 0) {
+        put_error(out, msg);
+        free(msg);
         goto done;
     }
     pjb_puts(out, "{\"prompt\": ");
-    pj_dumps_str(out, prompt, strlen(prompt), 0);
+    pj_dumps_str(out, prompt, plen, 0);
     if (t) {
         pjb_puts(out, ", \"ids\": ");
-        if (put_ids(out, t, prompt, strlen(prompt)) < 0) pjb_puts(out, "null");
+        if (put_ids(out, t, prompt, plen) < 0) pjb_puts(out, "null");
     }
     pjb_putc(out, '}');
 done:

@@ -85,29 +85,35 @@ void dsv4_chat_opts_default(dsv4_chat_opts *o) {
 
 typedef struct {
     pj_arena *a;
-    char *err;
-    size_t errlen;
+    pjbuf err;   /* "Type: message" of the first error */
 } enc;
 
-/* Report a Python exception: "Type: message". */
+/* Report a Python exception: "Type: message".  The message is kept whole
+ * (it may quote a whole message dict). */
 static int pyerr(enc *e, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int pyerr(enc *e, const char *type, const char *fmt, ...) {
-    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    return errf(e->err, e->errlen, "%s: %s", type, msg);
+    char *msg = xmalloc((size_t)(n > 0 ? n : 0) + 1);
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)(n > 0 ? n : 0) + 1, fmt, ap);
+    va_end(ap);
+    e->err.len = 0;
+    pjb_printf(&e->err, "%s: %s", type, msg);
+    free(msg);
+    return -1;
 }
 
-/* Error message text with a value's repr/str, cut to a sane length. */
-static void fmt_value(char *out, size_t outlen, const pj *v, int repr) {
+/* str() or repr() of a value as a malloc'd C string. */
+static char *value_text(const pj *v, int repr) {
     pjbuf b;
     pjb_init(&b);
     if (repr) pj_repr(&b, v); else pj_str(&b, v);
-    snprintf(out, outlen, "%s", b.p ? b.p : "");
-    pjb_free(&b);
+    pjb_putn(&b, "", 0);
+    return pjb_steal(&b);
 }
 
 /* x.get(...) on a value that is not a dict. */
@@ -582,11 +588,12 @@ static int render_transition(enc *e, pjbuf *b, const pj *messages, size_t index,
         size_t t = 0;
         while (t < N_TASKS && !pj_is_str(task, TASK_NAMES[t])) t++;
         if (t == N_TASKS) {
-            char v[256];
-            fmt_value(v, sizeof v, task, 0);
-            return pyerr(e, "AssertionError",
-                         "Invalid task: '%s'. Valid tasks are: ['action', 'query', 'authority', "
-                         "'domain', 'title', 'read_url']", v);
+            char *v = value_text(task, 0);
+            pyerr(e, "AssertionError",
+                  "Invalid task: '%s'. Valid tasks are: ['action', 'query', 'authority', "
+                  "'domain', 'title', 'read_url']", v);
+            free(v);
+            return -1;
         }
         if (t != 0) {
             pjb_puts(b, TASK_TOKENS[t]);
@@ -619,9 +626,10 @@ static int render_message(enc *e, pjbuf *b, const pj *messages, size_t index, lo
         calls = NULL;
     }
     if (ro->effort && !pj_is_str(ro->effort, "max") && !pj_is_str(ro->effort, "high")) {
-        char v[256];
-        fmt_value(v, sizeof v, ro->effort, 0);
-        return pyerr(e, "AssertionError", "Invalid reasoning effort: %s", v);
+        char *v = value_text(ro->effort, 0);
+        pyerr(e, "AssertionError", "Invalid reasoning effort: %s", v);
+        free(v);
+        return -1;
     }
     if (index == 0 && ro->thinking && ro->effort && pj_is_str(ro->effort, "max"))
         pjb_puts(b, REASONING_EFFORT_MAX);
@@ -632,12 +640,10 @@ static int render_message(enc *e, pjbuf *b, const pj *messages, size_t index, lo
         if (pj_truthy(rf)) render_response_format(b, rf);
     } else if (pj_is_str(role, "developer")) {
         if (!pj_truthy(content)) {
-            pjbuf r;
-            pjb_init(&r);
-            pj_repr(&r, msg);
-            int rc = pyerr(e, "AssertionError", "Invalid message for role `developer`: %.600s", r.p);
-            pjb_free(&r);
-            return rc;
+            char *r = value_text(msg, 1);
+            pyerr(e, "AssertionError", "Invalid message for role `developer`: %s", r);
+            free(r);
+            return -1;
         }
         if (content->type != PJ_STR)
             return pyerr(e, "TypeError", "can only concatenate str (not \"%s\") to str",
@@ -658,9 +664,10 @@ static int render_message(enc *e, pjbuf *b, const pj *messages, size_t index, lo
     } else if (pj_is_str(role, "assistant")) {
         if (render_assistant(e, b, messages, index, last_user, calls, ro) < 0) return -1;
     } else {
-        char v[256];
-        fmt_value(v, sizeof v, role ? role : pj_new(e->a, PJ_NULL), 0);
-        return pyerr(e, "NotImplementedError", "Unknown role: %s", v);
+        char *v = value_text(role ? role : pj_new(e->a, PJ_NULL), 0);
+        pyerr(e, "NotImplementedError", "Unknown role: %s", v);
+        free(v);
+        return -1;
     }
     return render_transition(e, b, messages, index, last_user, ro);
 }
@@ -702,35 +709,33 @@ static pj *attach_tools(enc *e, pj *list, pj *tools) {
     return l;
 }
 
-int chat_encode_values(pj_arena *a, pj *messages, pj *context, const chat_values *v, char **prompt,
-                       char *err, size_t errlen) {
-    enc e = {a, err, errlen};
-    *prompt = NULL;
-    if (!messages || messages->type != PJ_LIST)
-        return pyerr(&e, "TypeError", "messages must be a list, not %s", pj_type_name(messages));
-    if (context && context->type == PJ_NULL) context = NULL;
-    if (context && context->type != PJ_LIST)
-        return pyerr(&e, "TypeError", "context must be a list, not %s", pj_type_name(context));
+static int encode(enc *e, pj *messages, pj *context, const chat_values *v, pjbuf *b) {
+    pj_arena *a = e->a;
+    if (!messages) messages = pj_new(a, PJ_NULL);
+    if (iterate(e, messages, &messages) < 0) return -1;
     if (!context || !pj_truthy(context)) context = pj_new(a, PJ_LIST);
+    if (context->type == PJ_STR)
+        return pyerr(e, "TypeError", "can only concatenate str (not \"list\") to str");
+    if (context->type != PJ_LIST)
+        return pyerr(e, "TypeError", "unsupported operand type(s) for +: '%s' and 'list'",
+                     pj_type_name(context));
     if (v->tools && pj_truthy(v->tools)) {
-        if (context->n) context = attach_tools(&e, context, v->tools);
-        else messages = attach_tools(&e, messages, v->tools);
+        if (context->n) context = attach_tools(e, context, v->tools);
+        else messages = attach_tools(e, messages, v->tools);
     }
 
     pj *merged;
-    if (merge_tool_messages(&e, messages, &merged) < 0) return -1;
-    pj *all = concat(&e, context, merged);
-    if (sort_tool_results(&e, all) < 0) return -1;
-    messages = slice_from(&e, all, context->n);
+    if (merge_tool_messages(e, messages, &merged) < 0) return -1;
+    pj *all = concat(e, context, merged);
+    if (sort_tool_results(e, all) < 0) return -1;
+    messages = slice_from(e, all, context->n);
     if (context->n) {
-        if (merge_tool_messages(&e, context, &context) < 0) return -1;
-        if (sort_tool_results(&e, context) < 0) return -1;
+        if (merge_tool_messages(e, context, &context) < 0) return -1;
+        if (sort_tool_results(e, context) < 0) return -1;
     }
-    pj *full = concat(&e, context, messages);
+    pj *full = concat(e, context, messages);
 
-    pjbuf b;
-    pjb_init(&b);
-    if (v->add_default_bos_token && context->n == 0) pjb_puts(&b, DSV4_BOS_TOKEN);
+    if (v->add_default_bos_token && context->n == 0) pjb_puts(b, DSV4_BOS_TOKEN);
 
     int drop = v->drop_thinking;
     for (size_t i = 0; i < full->n; i++)
@@ -738,8 +743,8 @@ int chat_encode_values(pj_arena *a, pj *messages, pj *context, const chat_values
 
     long num_to_render, context_len;
     if (v->thinking && drop) {
-        full = drop_thinking_messages(&e, full);
-        num_to_render = (long)full->n - (long)drop_thinking_messages(&e, context)->n;
+        full = drop_thinking_messages(e, full);
+        num_to_render = (long)full->n - (long)drop_thinking_messages(e, context)->n;
         context_len = (long)full->n - num_to_render;
     } else {
         num_to_render = (long)messages->n;
@@ -748,14 +753,32 @@ int chat_encode_values(pj_arena *a, pj *messages, pj *context, const chat_values
     render_opts ro = {v->thinking, drop, v->effort};
     long last_user = last_user_index(full);
     for (long i = 0; i < num_to_render; i++) {
-        if (render_message(&e, &b, full, (size_t)(i + context_len), last_user, &ro) < 0) {
-            pjb_free(&b);
-            return -1;
-        }
+        if (render_message(e, b, full, (size_t)(i + context_len), last_user, &ro) < 0) return -1;
     }
+    return 0;
+}
+
+int chat_encode_values(pj_arena *a, pj *messages, pj *context, const chat_values *v, char **prompt,
+                       size_t *prompt_len, char **err) {
+    enc e = {a, {0}};
+    pjbuf b;
+    pjb_init(&b);
+    pjb_init(&e.err);
+    *prompt = NULL;
+    *err = NULL;
+    if (encode(&e, messages, context, v, &b) < 0) {
+        pjb_free(&b);
+        pjb_putn(&e.err, "", 0);
+        *err = pjb_steal(&e.err);
+        return -1;
+    }
+    pjb_putn(&b, "", 0);
+    if (prompt_len) *prompt_len = b.len;
     *prompt = pjb_steal(&b);
     return 0;
 }
+
+
 
 int dsv4_chat_encode(const char *messages_json, const dsv4_chat_opts *o, char **prompt, char *err,
                      size_t errlen) {
@@ -774,7 +797,18 @@ int dsv4_chat_encode(const char *messages_json, const dsv4_chat_opts *o, char **
     const char *effort = o->reasoning_effort;
     if (!effort && o->reasoning_effort_max) effort = "max";
     if (effort) v.effort = pj_new_cstr(a, effort);
-    rc = chat_encode_values(a, messages, context, &v, prompt, err, errlen);
+    char *msg;
+    rc = chat_encode_values(a, messages, context, &v, prompt, NULL, &msg);
+    if (rc < 0) {
+        /* cut at a character boundary */
+        size_t n = strlen(msg);
+        if (errlen && n >= errlen) {
+            n = errlen - 1;
+            while (n && ((unsigned char)msg[n] & 0xC0) == 0x80) n--;
+        }
+        if (errlen) { memcpy(err, msg, n); err[n] = 0; }
+        free(msg);
+    }
 done:
     pj_arena_free(a);
     return rc;

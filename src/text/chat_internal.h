@@ -26,8 +26,10 @@ typedef struct chat_values {
 /* encode_messages(messages, context=context, ...).  messages and context
  * (NULL or a list) live in arena a, which the encoder also allocates from
  * (and may modify: tool-result blocks are reordered in place, as in Python).
- * *prompt is malloc'd.  Errors: -1, err = "<PythonExceptionClass>: message". */
+ * *prompt is malloc'd (NUL-terminated; *prompt_len, if given, is its length,
+ * which matters when the text holds a NUL).  Errors: -1 and *err is a
+ * malloc'd "<PythonExceptionClass>: message". */
 int chat_encode_values(pj_arena *a, pj *messages, pj *context, const chat_values *v,
-                       char **prompt, char *err, size_t errlen);
+                       char **prompt, size_t *prompt_len, char **err);
 
 #endif

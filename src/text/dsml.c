@@ -466,6 +466,17 @@ static size_t hold_len(const char *b, size_t n, size_t from, const char *const *
     return best;
 }
 
+/* Moves end back to the start of a UTF-8 character cut by it, so that a
+ * delta never ends inside a character (the rest comes with the next). */
+static size_t utf8_cut(const char *b, size_t from, size_t end) {
+    size_t p = end;
+    while (p > from && end - p < 4 && ((unsigned char)b[p - 1] & 0xC0) == 0x80) p--;
+    if (p == from || end - p >= 4) return end;
+    unsigned char c = (unsigned char)b[p - 1];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return (p - 1) + need > end ? p - 1 : end;
+}
+
 static size_t max_len(const char *const *m, int nm) {
     size_t best = 0;
     for (int k = 0; k < nm; k++) if (strlen(m[k]) > best) best = strlen(m[k]);
@@ -501,6 +512,7 @@ static int step_text(dsv4_dsml_stream *s) {
         if (which >= 2 && at + strlen(m[which]) <= stop_from) { s->dead = 1; return 0; }
         size_t end = n - hold_len(b, n, s->pos, m, 6);
         if (which >= 2 && at < end) end = at;
+        end = utf8_cut(b, s->emitted, end);
         if (end > s->emitted) { emit(s, kind, NULL, 0, b + s->emitted, end - s->emitted); s->emitted = end; }
         if (which >= 2) s->scan = at < stop_from ? at : stop_from;
         else advance_scan(s, max_len(m, 6));
@@ -623,7 +635,7 @@ static int step_value(dsv4_dsml_stream *s) {
     const char *b = s->buf.p;
     size_t n = s->buf.len, at;
     if (read_until(b, n, s->scan, stop, 1, &at) < 0) {
-        emit_value(s, n - hold_len(b, n, s->v0, ends, 2));
+        emit_value(s, utf8_cut(b, s->emitted, n - hold_len(b, n, s->v0, ends, 2)));
         advance_scan(s, strlen(PARAM_STOP));
         return 0;
     }
