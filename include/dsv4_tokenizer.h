@@ -31,6 +31,11 @@ int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t);
  * frees).  Returns 0 or -1 (out of memory). */
 int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len,
                   int32_t **ids, size_t *n_ids);
+/* The same with flags: DSV4_TOK_NO_SPECIAL encodes added-token strings as
+ * plain text (e.g. untrusted user content). */
+#define DSV4_TOK_NO_SPECIAL 1
+int dsv4_tokenize_ex(const dsv4_tokenizer *t, const char *text, size_t len,
+                     int flags, int32_t **ids, size_t *n_ids);
 
 /* Decode ids to bytes (*out malloc'd, NUL-terminated, *out_len excludes the
  * NUL).  Returns 0, or -1 on an id out of range. */
@@ -40,8 +45,14 @@ int dsv4_detokenize(const dsv4_tokenizer *t, const int32_t *ids, size_t n,
 /* The raw bytes of one token after byte-level decoding (not NUL-terminated).
  * Returns NULL for an id out of range. */
 const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len);
-/* 1 if id is an added/special token. */
+/* 1 if id is an added/special token (any entry of added_tokens, whatever
+ * its "special" flag: <think> and <｜User｜> count). */
 int dsv4_token_is_special(const dsv4_tokenizer *t, int32_t id);
+/* 1 if id is an added token whose "special" flag is true in the file (what
+ * HF's skip_special_tokens would drop). */
+int dsv4_token_special_flag(const dsv4_tokenizer *t, int32_t id);
+/* The token's spelling in tokenizer.json (not NUL-terminated), or NULL. */
+const char *dsv4_token_spelling(const dsv4_tokenizer *t, int32_t id, size_t *len);
 /* Id of an exact token string (added tokens or vocabulary, in the
  * tokenizer.json's own spelling), or -1. */
 int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *token);

@@ -25,6 +25,10 @@ typedef enum {
     W_BF16,    /* bf16 [rows][cols] */
     W_FP8,     /* e4m3 [rows][cols] + e8m0 scale [ceil(rows/128)][ceil(cols/128)] */
     W_MXFP4,   /* e2m1 packed [rows][cols/2] (low nibble = even col) + e8m0 [rows][cols/32] */
+    /* GGUF (llama.cpp) block formats, rows stored back to back, each row
+     * ggml_row_size(type, cols) bytes; see num/ggml_quants.h */
+    W_F16, W_Q8_0, W_GG_MXFP4, W_Q2_K, W_Q3_K, W_Q4_K, W_Q5_K, W_Q6_K,
+    W_IQ2_XXS, W_IQ3_XXS,
     W_NTYPES
 } wtype;
 
@@ -39,9 +43,25 @@ typedef struct dsv4_weight {
 
 typedef struct dsv4_pool dsv4_pool;   /* thread pool, see num/pool.h */
 
+/* Flags. LIN_OUT_BF16: in EXACT mode round the result once to BF16 (the
+ * reference's BF16 linears/einsums: weights_proj, wo_a).  FP8/FP4 weights
+ * always produce BF16 in EXACT mode. */
+enum {
+    LIN_OUT_BF16 = 1,
+    /* The reference dequantises this weight to BF16 at load (wo_a): in EXACT
+     * mode treat it as a dense BF16 matrix (no activation quantisation). */
+    LIN_DEQUANT = 2
+};
+
 /* y: T x rows floats.  x: T x cols floats (not modified). */
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
-            dsv4_mode mode, dsv4_pool *pool);
+            dsv4_mode mode, int flags, dsv4_pool *pool);
+
+/* The straightforward reference implementations (num/linear_ref.c): the
+ * FP32 and EXACT definitions above, written for clarity.  Fast kernels are
+ * tested against them. */
+void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
+                dsv4_mode mode, int flags, dsv4_pool *pool);
 
 /* Dequantise row r of W into out[cols] (exact values). */
 void weight_row_f32(const dsv4_weight *w, int r, float *out);

@@ -47,3 +47,22 @@ void fp8_roundtrip(float *x, int n, int block);
 void fp4_roundtrip(float *x, int n, int block);
 
 #endif
+
+/* Round a double once to BF16 (round-to-nearest-even), without the double
+ * rounding that going through float would add. */
+static inline uint16_t f32_to_bf16_from_double(double d) {
+    float f = (float)d;                 /* may be rounded */
+    uint16_t h = f32_to_bf16(f);
+    /* If f landed exactly on a bf16 tie point, the first rounding decided
+     * the tie: redo it from the exact value. */
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0xffff) == 0x8000 && (double)f != d) {
+        uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+        float flo, fhi; memcpy(&flo, &lo, 4); memcpy(&fhi, &hi, 4);
+        /* pick the side d lies on (toward larger magnitude when |d|>|f|) */
+        int up = (d > (double)f) == (f > 0);
+        h = (uint16_t)((up ? hi : lo) >> 16);
+        (void)flo; (void)fhi;
+    }
+    return h;
+}

@@ -1,0 +1,424 @@
+/*
+ * attention.c - V4 hybrid attention (spec section 4): the query and KV
+ * paths, the gated-pooling compressors (CSA ratio 4 with overlap, HCA any
+ * other ratio), the lightning indexer with true top-k selection, sparse
+ * attention with a per-head sink over (window + selected compressed
+ * entries), inverse RoPE and the grouped low-rank output projection.
+ *
+ * Cost per token is bounded by window + top-k (CSA) or the compressed block
+ * count (HCA), never by the raw context length, except for the indexer's
+ * scoring pass over the compressed keys (context/4 dot products).
+ */
+#include "model/ops.h"
+#include "util/util.h"
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small ops ---------------------------------------------------------- */
+
+void rmsnorm(const float *x, const float *w, int n, float eps, float *y, int exact) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) y[i] = rnd(exact, w[i] * (x[i] * r));
+}
+
+void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact) {
+    for (int i = 0; i < rd / 2; i++) {
+        float ang = (float)pos * freq[i];
+        float c = cosf(ang), s = sinf(ang);
+        if (inverse) s = -s;
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = rnd(exact, a * c - b * s);
+        x[2 * i + 1] = rnd(exact, a * s + b * c);
+    }
+}
+
+void hadamard(float *x, int n, int exact) {
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+    float s = 1.0f / sqrtf((float)n);
+    for (int i = 0; i < n; i++) x[i] = rnd(exact, x[i] * s);
+}
+
+void topk_desc(const float *score, int n, int k, int *out) {
+    /* selection by repeated insertion into a sorted k-list: k is small
+     * (experts) or the list is scanned once (indexer, k << n typically) */
+    int cnt = 0;
+    for (int i = 0; i < n; i++) {
+        float v = score[i];
+        if (cnt == k && !(v > score[out[k - 1]])) continue;
+        int j = cnt < k ? cnt++ : k - 1;
+        while (j > 0 && v > score[out[j - 1]]) { out[j] = out[j - 1]; j--; }
+        out[j] = i;
+    }
+}
+
+/* ---- per-sequence state -------------------------------------------------- */
+
+void layer_state_reset(const dsv4_model *m, int li, layer_state *ls) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int hd = c->head_dim, win = c->window_size;
+    memset(ls->ring, 0, (size_t)win * hd * sizeof(float));
+    if (l->ratio) {
+        int n = l->comp.coff * l->ratio * l->comp.coff * hd;
+        for (int i = 0; i < n; i++) { ls->kv_state[i] = 0.0f; ls->sc_state[i] = -INFINITY; }
+    }
+    if (l->has_indexer) {
+        int n = 8 * 2 * c->index_head_dim;
+        for (int i = 0; i < n; i++) { ls->ikv_state[i] = 0.0f; ls->isc_state[i] = -INFINITY; }
+    }
+}
+
+/* ---- compressor (spec 4.4) ----------------------------------------------- */
+
+/* Pool one completed block j from the state into out[d] (FP32). */
+static void compressor_pool(const compressor_w *cw, const float *kvs, const float *scs, float *out) {
+    int r = cw->ratio, d = cw->d, w2 = cw->coff * d, nc = cw->overlap ? 2 * r : r;
+    for (int c = 0; c < d; c++) {
+        float sc[256], kv[256];
+        for (int i = 0; i < nc; i++) {
+            /* overlap: rows 0..r-1 carry the previous block's A half
+             * (channel c), rows r..2r-1 the current block's B half (d+c) */
+            int ch = cw->overlap && i >= r ? d + c : c;
+            sc[i] = scs[(size_t)i * w2 + ch];
+            kv[i] = kvs[(size_t)i * w2 + ch];
+        }
+        float mx = -INFINITY;
+        for (int i = 0; i < nc; i++) mx = fmaxf(mx, sc[i]);
+        float sum = 0.0f, e[256];
+        for (int i = 0; i < nc; i++) { e[i] = expf(sc[i] - mx); sum += e[i]; }
+        float acc = 0.0f;
+        for (int i = 0; i < nc; i++) acc += kv[i] * (e[i] / sum);
+        out[c] = acc;
+    }
+}
+
+/* Finish a pooled entry: BF16, RMSNorm, RoPE at the block's first position,
+ * then the QAT round trip (FP8 for the main KV, Hadamard + FP4 for the
+ * indexer keys). */
+static void compressor_finish(const dsv4_model *m, const compressor_w *cw, float *v, int block_pos) {
+    int ex = exact_mode(m), d = cw->d, rd = m->cfg.rope_head_dim;
+    rnd_vec(ex, v, (size_t)d);
+    rmsnorm(v, cw->norm, d, m->cfg.norm_eps, v, ex);
+    rope(v + d - rd, rd, m->rope_freq_comp, block_pos, 0, ex);
+    if (cw->rotate) {
+        hadamard(v, d, ex);
+        if (ex) fp4_roundtrip(v, d, 32);
+    } else if (ex) {
+        fp8_roundtrip(v, d - rd, 64);
+    }
+}
+
+/* Run the compressor over rows [0,T): projections batched, then the
+ * per-token state machine (identical to the reference's decode step, and
+ * mathematically to its prefill).  Completed blocks go to the cache of the
+ * row's sequence: cache rows of width d, state in ls_kv/ls_sc selected by
+ * `indexer`. */
+static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int indexer, row_info *rows, int T,
+                           const float *x) {
+    int D = m->cfg.dim, r = cw->ratio, d = cw->d, w2 = cw->coff * d;
+    float *kvp = xmalloc((size_t)T * w2 * sizeof(float));
+    float *scp = xmalloc((size_t)T * w2 * sizeof(float));
+    float *tmp = xmalloc((size_t)d * sizeof(float));
+    /* the reference runs both in FP32 (x.float(), FP32 weights) */
+    dsv4_mode lm = m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode;
+    linear(&cw->wkv, x, T, kvp, lm, 0, m->pool);
+    linear(&cw->wgate, x, T, scp, lm, 0, m->pool);
+    (void)D;
+    for (int t = 0; t < T; t++) {
+        layer_state *ls = &rows[t].seq->ls[li];
+        float *kvs = indexer ? ls->ikv_state : ls->kv_state;
+        float *scs = indexer ? ls->isc_state : ls->sc_state;
+        float *cache = indexer ? ls->ikv : ls->ckv;
+        int p = rows[t].pos, s = p % r, slot = cw->overlap ? r + s : s;
+        for (int c = 0; c < w2; c++) {
+            kvs[(size_t)slot * w2 + c] = kvp[(size_t)t * w2 + c];
+            scs[(size_t)slot * w2 + c] = scp[(size_t)t * w2 + c] + cw->ape[(size_t)s * w2 + c];
+        }
+        if ((p + 1) % r) continue;
+        int j = p / r;
+        compressor_pool(cw, kvs, scs, tmp);
+        if (cw->overlap) {
+            memcpy(kvs, kvs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
+            memcpy(scs, scs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
+        }
+        compressor_finish(m, cw, tmp, j * r);
+        memcpy(cache + (size_t)j * d, tmp, (size_t)d * sizeof(float));
+    }
+    free(kvp);
+    free(scp);
+    free(tmp);
+}
+
+/* ---- lightning indexer (spec 4.5) ----------------------------------------- */
+
+/* Selected compressed-block ids for every row: sel[t*k_max ...], count in
+ * nsel[t] (valid ids first, descending score). */
+static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const float *x, const float *qr,
+                           int *sel, int *nsel, int k_max) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int ex = exact_mode(m), IH = c->index_n_heads, ID = c->index_head_dim, rd = c->rope_head_dim;
+    float *q = xmalloc((size_t)T * IH * ID * sizeof(float));
+    float *w = xmalloc((size_t)T * IH * sizeof(float));
+    linear(&l->idx_wq_b, qr, T, q, m->mode, 0, m->pool);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < IH; h++) {
+            float *qh = q + ((size_t)t * IH + h) * ID;
+            rope(qh + ID - rd, rd, m->rope_freq_comp, rows[t].pos, 0, ex);
+            hadamard(qh, ID, ex);
+            if (ex) fp4_roundtrip(qh, ID, 32);
+        }
+    compressor_run(m, li, &l->idx_comp, 1, rows, T, x);
+    linear(&l->idx_weights_proj, x, T, w, m->mode, LIN_OUT_BF16, m->pool);
+    float wscale = 1.0f / sqrtf((float)ID) * (1.0f / sqrtf((float)IH));
+    for (size_t i = 0; i < (size_t)T * IH; i++) w[i] = rnd(ex, w[i] * wscale);
+    for (int t = 0; t < T; t++) {
+        const layer_state *ls = &rows[t].seq->ls[li];
+        int nb = (rows[t].pos + 1) / 4;
+        float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
+        for (int j = 0; j < nb; j++) {
+            const float *k = ls->ikv + (size_t)j * ID;
+            float acc = 0.0f;
+            for (int h = 0; h < IH; h++) {
+                const float *qh = q + ((size_t)t * IH + h) * ID;
+                float dot = 0.0f;
+                for (int i = 0; i < ID; i++) dot += qh[i] * k[i];
+                dot = rnd(ex, dot);
+                if (dot > 0.0f) acc += rnd(ex, dot * w[(size_t)t * IH + h]);
+            }
+            score[j] = rnd(ex, acc);
+        }
+        int k = nb < c->index_topk ? nb : c->index_topk;
+        if (k > k_max) k = k_max;
+        topk_desc(score, nb, k, sel + (size_t)t * k_max);
+        nsel[t] = k;
+        free(score);
+    }
+    free(q);
+    free(w);
+}
+
+/* ---- sparse attention with sink (spec 4.6) -------------------------------- */
+
+typedef struct {
+    dsv4_model *m;
+    int T, H, hd;
+    const float *q;          /* [T][H][hd] */
+    const float *const *keys;/* [T][nkeys] pointers, NULL = masked (-1) */
+    const int *nkeys;        /* per row */
+    int kstride;
+    const float *sink;
+    float *o;                /* [T][H][hd] */
+} attn_job;
+
+/* Online softmax over the index list in 64-wide blocks, as the reference
+ * kernel does; in exact mode P is rounded to BF16 before the PV product. */
+static void attend_one(const float *q, const float *const *keys, int n, float sink, float scale, int hd,
+                       int ex, float *o, float *acc) {
+    float mrun = -INFINITY, l = 0.0f;
+    memset(acc, 0, (size_t)hd * sizeof(float));
+    for (int b = 0; b < n; b += 64) {
+        int e = b + 64 < n ? b + 64 : n;
+        float s[64], mb = mrun;
+        for (int j = b; j < e; j++) {
+            if (!keys[j]) { s[j - b] = -INFINITY; continue; }
+            float dot = 0.0f;
+            for (int i = 0; i < hd; i++) dot += q[i] * keys[j][i];
+            s[j - b] = dot * scale;
+            mb = fmaxf(mb, s[j - b]);
+        }
+        if (mb == -INFINITY) continue;
+        float alpha = expf(mrun - mb);
+        l *= alpha;
+        for (int i = 0; i < hd; i++) acc[i] *= alpha;
+        for (int j = b; j < e; j++) {
+            if (!keys[j]) continue;
+            float p = expf(s[j - b] - mb);
+            l += p;
+            float pv = rnd(ex, p);
+            const float *k = keys[j];
+            for (int i = 0; i < hd; i++) acc[i] += pv * k[i];
+        }
+        mrun = mb;
+    }
+    l += expf(sink - mrun);
+    for (int i = 0; i < hd; i++) o[i] = rnd(ex, acc[i] / l);
+}
+
+static void attn_worker(void *arg, int tid, int nth) {
+    attn_job *j = arg;
+    int lo, hi, ex = exact_mode(j->m);
+    float scale = 1.0f / sqrtf((float)j->hd);
+    float *acc = xmalloc((size_t)j->hd * sizeof(float));
+    pool_range(j->T * j->H, tid, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
+        int t = i / j->H, h = i % j->H;
+        size_t off = ((size_t)t * j->H + h) * j->hd;
+        attend_one(j->q + off, j->keys + (size_t)t * j->kstride, j->nkeys[t], j->sink[h], scale, j->hd, ex,
+                   j->o + off, acc);
+    }
+    free(acc);
+}
+
+/* ---- the attention sub-block ----------------------------------------------- */
+
+/* Build row t's index list in the reference's layout: the window part
+ * (oldest to newest, -1-padded: min(T,win) wide for a prefill from
+ * position 0, win wide otherwise), then the compressed entries. */
+static int build_keys(const dsv4_model *m, int li, row_info *rows, int t, const float *kv,
+                      const int *sel, int nsel, int pad_sel, const float **keys) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int win = c->window_size, hd = c->head_dim, p = rows[t].pos;
+    int first = rows[t].seg_first, pos0 = rows[first].pos;
+    const layer_state *ls = &rows[t].seq->ls[li];
+    int n = 0, lo = p - win + 1 < 0 ? 0 : p - win + 1;
+    if (pos0 == 0) {
+        /* prefill from 0: positions lo..lo+win-1, masked past p (the caller
+         * trims the width to the segment length when it is < win) */
+        for (int i = 0; i < win; i++) {
+            int q = lo + i;
+            keys[n++] = q > p ? NULL : kv + (size_t)(first + (q - pos0)) * hd;
+        }
+    } else {
+        /* decode layout: ring order oldest..newest, -1-padded to win */
+        for (int q = lo; q <= p; q++)
+            keys[n++] = q >= pos0 ? kv + (size_t)(first + (q - pos0)) * hd : ls->ring + (size_t)(q % win) * hd;
+        while (n < win) keys[n++] = NULL;
+    }
+    if (l->ratio) {
+        if (l->has_indexer) {
+            for (int i = 0; i < nsel; i++) keys[n++] = ls->ckv + (size_t)sel[i] * hd;
+            for (int i = nsel; i < pad_sel; i++) keys[n++] = NULL;
+        } else {
+            int nb = (p + 1) / l->ratio;
+            for (int j = 0; j < nb; j++) keys[n++] = ls->ckv + (size_t)j * hd;
+            for (int j = nb; j < pad_sel; j++) keys[n++] = NULL;
+        }
+    }
+    return n;
+}
+
+void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float *x, float *out) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int ex = exact_mode(m), H = c->n_heads, hd = c->head_dim, rd = c->rope_head_dim, win = c->window_size;
+    int QR = c->q_lora_rank, G = c->o_groups, R = c->o_lora_rank, D = c->dim;
+    const float *freq = l->ratio ? m->rope_freq_comp : m->rope_freq_swa;
+
+    /* query path (4.2) */
+    float *qr = xmalloc((size_t)T * QR * sizeof(float));
+    float *q = xmalloc((size_t)T * H * hd * sizeof(float));
+    linear(&l->wq_a, x, T, qr, m->mode, 0, m->pool);
+    for (int t = 0; t < T; t++) rmsnorm(qr + (size_t)t * QR, l->q_norm, QR, c->norm_eps, qr + (size_t)t * QR, ex);
+    linear(&l->wq_b, qr, T, q, m->mode, 0, m->pool);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            float *qh = q + ((size_t)t * H + h) * hd;
+            float ss = 0.0f;
+            for (int i = 0; i < hd; i++) ss += rnd(ex, qh[i] * qh[i]);
+            float r = rnd(ex, 1.0f / sqrtf(rnd(ex, rnd(ex, ss / (float)hd) + c->norm_eps)));
+            for (int i = 0; i < hd; i++) qh[i] = rnd(ex, qh[i] * r);
+            rope(qh + hd - rd, rd, freq, rows[t].pos, 0, ex);
+        }
+
+    /* raw KV (4.3) */
+    float *kv = xmalloc((size_t)T * hd * sizeof(float));
+    linear(&l->wkv, x, T, kv, m->mode, 0, m->pool);
+    for (int t = 0; t < T; t++) {
+        float *k = kv + (size_t)t * hd;
+        rmsnorm(k, l->kv_norm, hd, c->norm_eps, k, ex);
+        rope(k + hd - rd, rd, freq, rows[t].pos, 0, ex);
+        if (ex) fp8_roundtrip(k, hd - rd, 64);
+    }
+
+    /* compressed entries (4.4) and indexer selection (4.5) */
+    int k_max = 0, *sel = NULL, *nsel = NULL;
+    if (l->ratio) compressor_run(m, li, &l->comp, 0, rows, T, x);
+    if (l->has_indexer) {
+        k_max = c->index_topk;
+        sel = xmalloc((size_t)T * k_max * sizeof(int));
+        nsel = xcalloc((size_t)T, sizeof(int));
+        indexer_select(m, li, rows, T, x, qr, sel, nsel, k_max);
+    }
+
+    /* index lists */
+    int max_comp = 0;
+    for (int t = 0; t < T; t++) {
+        int nb = l->ratio ? (rows[t].pos + 1) / l->ratio : 0;
+        if (l->has_indexer && nb > c->index_topk) nb = c->index_topk;
+        if (nb > max_comp) max_comp = nb;
+    }
+    int kstride = win + max_comp + 64;
+    const float **keys = xmalloc((size_t)T * kstride * sizeof(float *));
+    int *nkeys = xmalloc((size_t)T * sizeof(int));
+    for (int t = 0; t < T; t++) {
+        int first = rows[t].seg_first, pos0 = rows[first].pos;
+        int seg_end = first;
+        while (seg_end < T && rows[seg_end].seg_first == first) seg_end++;
+        int end_pos = rows[seg_end - 1].pos + 1;
+        /* compressed part width: a prefill from 0 pads to the segment's
+         * total (as the reference masks with -1), decode does not */
+        int pad = 0;
+        if (l->ratio && pos0 == 0) {
+            pad = end_pos / l->ratio;
+            if (l->has_indexer && pad > c->index_topk) pad = c->index_topk;
+        }
+        nkeys[t] = build_keys(m, li, rows, t, kv, sel ? sel + (size_t)t * k_max : NULL, nsel ? nsel[t] : 0, pad,
+                              keys + (size_t)t * kstride);
+        /* a prefill from 0 has a window part only min(T, win) wide */
+        if (pos0 == 0 && seg_end - first < win) {
+            int wpart = seg_end - first, drop = win - wpart;
+            const float **kk = keys + (size_t)t * kstride;
+            memmove(kk + wpart, kk + win, (size_t)(nkeys[t] - win) * sizeof(float *));
+            nkeys[t] -= drop;
+        }
+    }
+
+    float *o = xmalloc((size_t)T * H * hd * sizeof(float));
+    attn_job job = {m, T, H, hd, q, keys, nkeys, kstride, l->attn_sink, o};
+    pool_run(m->pool, attn_worker, &job);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) rope(o + ((size_t)t * H + h) * hd + hd - rd, rd, freq, rows[t].pos, 1, ex);
+
+    /* write the window ring: the newest win positions of each segment */
+    for (int t = 0; t < T; t++) {
+        int first = rows[t].seg_first, seg_end = first;
+        while (seg_end < T && rows[seg_end].seg_first == first) seg_end++;
+        if (t < seg_end - win) continue;
+        memcpy(rows[t].seq->ls[li].ring + (size_t)(rows[t].pos % win) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
+    }
+
+    /* grouped low-rank output projection (4.7) */
+    int gin = H / G * hd;
+    float *xg = xmalloc((size_t)T * gin * sizeof(float));
+    float *ug = xmalloc((size_t)T * R * sizeof(float));
+    float *u = xmalloc((size_t)T * G * R * sizeof(float));
+    for (int g = 0; g < G; g++) {
+        dsv4_weight wg = l->wo_a;
+        wg.rows = R;
+        size_t roff = (size_t)g * R;
+        switch (wg.type) {
+        case W_FP8: wg.data = (const uint8_t *)wg.data + roff * wg.cols; wg.scale += roff / 128 * wg.scale_cols; break;
+        case W_BF16: wg.data = (const uint16_t *)wg.data + roff * wg.cols; break;
+        case W_F32: wg.data = (const float *)wg.data + roff * wg.cols; break;
+        default: wg.data = (const uint8_t *)wg.data + roff * weight_bytes(&l->wo_a) / l->wo_a.rows; break;
+        }
+        for (int t = 0; t < T; t++) memcpy(xg + (size_t)t * gin, o + (size_t)t * H * hd + (size_t)g * gin, (size_t)gin * sizeof(float));
+        linear(&wg, xg, T, ug, m->mode, LIN_DEQUANT | LIN_OUT_BF16, m->pool);
+        for (int t = 0; t < T; t++) memcpy(u + (size_t)t * G * R + (size_t)g * R, ug + (size_t)t * R, (size_t)R * sizeof(float));
+    }
+    linear(&l->wo_b, u, T, out, m->mode, 0, m->pool);
+    (void)D;
+    free(xg); free(ug); free(u); free(o); free(keys); free(nkeys); free(sel); free(nsel);
+    free(kv); free(q); free(qr);
+}

@@ -1,0 +1,462 @@
+/*
+ * forward.c - the DeepSeek-V4 forward pass, llama2.c style:
+ *
+ *   H = 4 copies of embed[id]                        (mHC streams)
+ *   for each block:  attention sub-block, MoE sub-block, each wrapped in
+ *                    hc_pre (Sinkhorn-mixed reduction) / hc_post (expansion)
+ *   logits = head . RMSNorm(hc_head(H))
+ *
+ * A call processes a batch of rows (tokens); a row belongs to a sequence at
+ * a position.  A prefill is one sequence's consecutive rows, a batched
+ * decode is one row from each of several sequences; either way every
+ * weight matrix is streamed once per call.
+ */
+#include "model/ops.h"
+#include "util/util.h"
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sequences -------------------------------------------------------------- */
+
+dsv4_seq *dsv4_seq_new(dsv4_model *m, int max_ctx, char *err, size_t errlen) {
+    const dsv4_config *c = &m->cfg;
+    if (max_ctx <= 0) max_ctx = c->max_position_embeddings < 65536 ? (int)c->max_position_embeddings : 65536;
+    if (max_ctx > c->max_position_embeddings) {
+        errf(err, errlen, "context %d exceeds max_position_embeddings %ld", max_ctx, c->max_position_embeddings);
+        return NULL;
+    }
+    dsv4_seq *s = xcalloc(1, sizeof *s);
+    s->m = m;
+    s->cap = max_ctx;
+    int nl = c->n_layers + c->n_mtp_layers, hd = c->head_dim, ihd = c->index_head_dim;
+    s->ls = xcalloc((size_t)nl, sizeof(layer_state));
+    for (int i = 0; i < nl; i++) {
+        const layer_w *l = &m->layers[i];
+        layer_state *ls = &s->ls[i];
+        ls->ring = xmalloc((size_t)c->window_size * hd * sizeof(float));
+        if (l->ratio) {
+            ls->ckv = xcalloc((size_t)(max_ctx / l->ratio + 1) * hd, sizeof(float));
+            size_t st = (size_t)l->comp.coff * l->ratio * l->comp.coff * hd;
+            ls->kv_state = xmalloc(st * sizeof(float));
+            ls->sc_state = xmalloc(st * sizeof(float));
+        }
+        if (l->has_indexer) {
+            ls->ikv = xcalloc((size_t)(max_ctx / 4 + 1) * ihd, sizeof(float));
+            ls->ikv_state = xmalloc((size_t)8 * 2 * ihd * sizeof(float));
+            ls->isc_state = xmalloc((size_t)8 * 2 * ihd * sizeof(float));
+        }
+    }
+    dsv4_seq_reset(s);
+    return s;
+}
+
+void dsv4_seq_free(dsv4_seq *s) {
+    if (!s) return;
+    int nl = s->m->cfg.n_layers + s->m->cfg.n_mtp_layers;
+    for (int i = 0; i < nl; i++) {
+        layer_state *ls = &s->ls[i];
+        free(ls->ring); free(ls->ckv); free(ls->kv_state); free(ls->sc_state);
+        free(ls->ikv); free(ls->ikv_state); free(ls->isc_state);
+    }
+    free(s->ls);
+    free(s->streams);
+    free(s);
+}
+
+void dsv4_seq_reset(dsv4_seq *s) {
+    int nl = s->m->cfg.n_layers + s->m->cfg.n_mtp_layers;
+    for (int i = 0; i < nl; i++) layer_state_reset(s->m, i, &s->ls[i]);
+    s->pos = 0;
+    s->mtp_pos = 0;
+}
+
+int dsv4_seq_pos(const dsv4_seq *s) { return s->pos; }
+int dsv4_seq_capacity(const dsv4_seq *s) { return s->cap; }
+
+void seq_keep_streams(dsv4_seq *s, int on) {
+    const dsv4_config *c = &s->m->cfg;
+    s->keep_streams = on;
+    if (on && !s->streams) s->streams = xmalloc((size_t)s->cap * c->hc_mult * c->dim * sizeof(float));
+}
+
+int dsv4_seq_copy(dsv4_seq *dst, const dsv4_seq *src) {
+    const dsv4_model *m = src->m;
+    const dsv4_config *c = &m->cfg;
+    if (dst->m != src->m || dst->cap < src->pos) return -1;
+    int nl = c->n_layers + c->n_mtp_layers, hd = c->head_dim, ihd = c->index_head_dim;
+    for (int i = 0; i < nl; i++) {
+        const layer_w *l = &m->layers[i];
+        const layer_state *a = &src->ls[i];
+        layer_state *b = &dst->ls[i];
+        memcpy(b->ring, a->ring, (size_t)c->window_size * hd * sizeof(float));
+        if (l->ratio) {
+            memcpy(b->ckv, a->ckv, (size_t)(src->pos / l->ratio) * hd * sizeof(float));
+            size_t st = (size_t)l->comp.coff * l->ratio * l->comp.coff * hd * sizeof(float);
+            memcpy(b->kv_state, a->kv_state, st);
+            memcpy(b->sc_state, a->sc_state, st);
+        }
+        if (l->has_indexer) {
+            memcpy(b->ikv, a->ikv, (size_t)(src->pos / 4) * ihd * sizeof(float));
+            memcpy(b->ikv_state, a->ikv_state, (size_t)16 * ihd * sizeof(float));
+            memcpy(b->isc_state, a->isc_state, (size_t)16 * ihd * sizeof(float));
+        }
+    }
+    dst->pos = src->pos;
+    dst->mtp_pos = src->mtp_pos;
+    if (src->keep_streams && src->streams) {
+        seq_keep_streams(dst, 1);
+        memcpy(dst->streams, src->streams, (size_t)src->pos * c->hc_mult * c->dim * sizeof(float));
+    }
+    return 0;
+}
+
+/* ---- mHC (spec 6) -------------------------------------------------------------- */
+
+static dsv4_weight f32_matrix(const float *data, int rows, int cols) {
+    dsv4_weight w = {.type = W_F32, .rows = rows, .cols = cols, .data = data, .name = "hc_fn"};
+    return w;
+}
+
+/* mixes[T][mix] = (fn . flat(H)) * rsqrt(mean(flat^2) + eps), FP32. */
+static void hc_mixes(dsv4_model *m, const float *fn, int mix, const float *H, int T, float *mixes) {
+    const dsv4_config *c = &m->cfg;
+    int n = c->hc_mult * c->dim;
+    dsv4_weight w = f32_matrix(fn, mix, n);
+    linear(&w, H, T, mixes, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : DSV4_MODE_FP32, 0, m->pool);
+    for (int t = 0; t < T; t++) {
+        const float *x = H + (size_t)t * n;
+        float ss = 0.0f;
+        for (int i = 0; i < n; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / (float)n + c->norm_eps);
+        for (int i = 0; i < mix; i++) mixes[(size_t)t * mix + i] *= r;
+    }
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* pre[hc], post[hc], comb[hc][hc] from one row of mixes (hc_split_sinkhorn). */
+static void hc_split_sinkhorn(const dsv4_config *c, const float *mx, const float *scale, const float *base,
+                              float *pre, float *post, float *comb) {
+    int hc = c->hc_mult;
+    float eps = c->hc_eps;
+    for (int i = 0; i < hc; i++) {
+        pre[i] = sigmoidf(mx[i] * scale[0] + base[i]) + eps;
+        post[i] = 2.0f * sigmoidf(mx[hc + i] * scale[1] + base[hc + i]);
+    }
+    for (int j = 0; j < hc; j++) {
+        float *row = comb + j * hc, mxv = -INFINITY, sum = 0.0f;
+        for (int k = 0; k < hc; k++) {
+            row[k] = mx[2 * hc + j * hc + k] * scale[2] + base[2 * hc + j * hc + k];
+            mxv = fmaxf(mxv, row[k]);
+        }
+        for (int k = 0; k < hc; k++) { row[k] = expf(row[k] - mxv); sum += row[k]; }
+        for (int k = 0; k < hc; k++) row[k] = row[k] / sum + eps;
+    }
+    for (int it = 0; it < c->hc_sinkhorn_iters; it++) {
+        if (it > 0)
+            for (int j = 0; j < hc; j++) {
+                float s = 0.0f;
+                for (int k = 0; k < hc; k++) s += comb[j * hc + k];
+                for (int k = 0; k < hc; k++) comb[j * hc + k] /= s + eps;
+            }
+        for (int k = 0; k < hc; k++) {
+            float s = 0.0f;
+            for (int j = 0; j < hc; j++) s += comb[j * hc + k];
+            for (int j = 0; j < hc; j++) comb[j * hc + k] /= s + eps;
+        }
+    }
+}
+
+/* hc_pre for all rows: x[t] = sum_i pre_i H[t][i] (BF16 in exact mode). */
+static void hc_pre(dsv4_model *m, const float *fn, const float *scale, const float *base, const float *H, int T,
+                   float *x, float *post, float *comb) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim, mix = (2 + hc) * hc, ex = exact_mode(m);
+    float *mixes = xmalloc((size_t)T * mix * sizeof(float));
+    hc_mixes(m, fn, mix, H, T, mixes);
+    for (int t = 0; t < T; t++) {
+        float pre[16];
+        hc_split_sinkhorn(c, mixes + (size_t)t * mix, scale, base, pre, post + (size_t)t * hc, comb + (size_t)t * hc * hc);
+        const float *h = H + (size_t)t * hc * D;
+        float *xt = x + (size_t)t * D;
+        for (int d = 0; d < D; d++) {
+            float s = 0.0f;
+            for (int i = 0; i < hc; i++) s += pre[i] * h[(size_t)i * D + d];
+            xt[d] = rnd(ex, s);
+        }
+    }
+    free(mixes);
+}
+
+/* hc_post: H'[k] = post_k f + sum_j comb[j][k] H[j]. */
+static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float *post, const float *comb) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
+    float *old = xmalloc((size_t)hc * D * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        float *h = H + (size_t)t * hc * D;
+        const float *pt = post + (size_t)t * hc, *ct = comb + (size_t)t * hc * hc, *ft = f + (size_t)t * D;
+        memcpy(old, h, (size_t)hc * D * sizeof(float));
+        for (int k = 0; k < hc; k++)
+            for (int d = 0; d < D; d++) {
+                float s = 0.0f;
+                for (int j = 0; j < hc; j++) s += ct[j * hc + k] * old[(size_t)j * D + d];
+                h[(size_t)k * D + d] = rnd(ex, pt[k] * ft[d] + s);
+            }
+    }
+    free(old);
+}
+
+/* ---- MoE (spec 5) ---------------------------------------------------------------- */
+
+static float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
+static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *w2, const dsv4_weight *w3,
+                       const float *x, int n, const float *weights, float *out, float *g, float *u) {
+    const dsv4_config *c = &m->cfg;
+    int I = c->moe_inter_dim, ex = exact_mode(m);
+    float lim = c->swiglu_limit;
+    linear(w1, x, n, g, m->mode, 0, m->pool);
+    linear(w3, x, n, u, m->mode, 0, m->pool);
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < I; i++) {
+            float gv = g[(size_t)t * I + i], uv = u[(size_t)t * I + i];
+            if (lim > 0) {
+                uv = fminf(fmaxf(uv, -lim), lim);
+                gv = fminf(gv, lim);
+            }
+            float h = gv / (1.0f + expf(-gv)) * uv;
+            if (weights) h = weights[t] * h;
+            g[(size_t)t * I + i] = rnd(ex, h);
+        }
+    linear(w2, g, n, out, m->mode, 0, m->pool);
+}
+
+static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, const float *x, float *y) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int E = c->n_routed_experts, K = c->n_activated_experts, D = c->dim, I = c->moe_inter_dim, ex = exact_mode(m);
+    float *logit = xmalloc((size_t)T * E * sizeof(float));
+    int *idx = xmalloc((size_t)T * K * sizeof(int));
+    float *wts = xmalloc((size_t)T * K * sizeof(float));
+    linear(&l->gate, x, T, logit, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : DSV4_MODE_FP32, 0, m->pool);
+    float *sel = xmalloc((size_t)E * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        float *a = logit + (size_t)t * E;
+        for (int e = 0; e < E; e++) a[e] = sqrtf(softplusf(a[e]));
+        int *it = idx + (size_t)t * K;
+        if (l->is_hash) {
+            for (int k = 0; k < K; k++)
+                it[k] = (int)(l->tid2eid_i64 ? ((const int64_t *)l->tid2eid)[(size_t)rows[t].id * K + k]
+                                             : ((const int32_t *)l->tid2eid)[(size_t)rows[t].id * K + k]);
+        } else {
+            for (int e = 0; e < E; e++) sel[e] = a[e] + (l->gate_bias ? l->gate_bias[e] : 0.0f);
+            topk_desc(sel, E, K, it);
+        }
+        float sum = 0.0f;
+        for (int k = 0; k < K; k++) sum += a[it[k]];
+        for (int k = 0; k < K; k++) wts[(size_t)t * K + k] = a[it[k]] / sum * c->route_scale;
+    }
+    free(sel);
+    /* routed experts, in ascending expert order as the reference sums them */
+    memset(y, 0, (size_t)T * D * sizeof(float));
+    float *xg = xmalloc((size_t)T * D * sizeof(float)), *og = xmalloc((size_t)T * D * sizeof(float));
+    float *g = xmalloc((size_t)T * I * sizeof(float)), *u = xmalloc((size_t)T * I * sizeof(float));
+    float *wg = xmalloc((size_t)T * sizeof(float));
+    int *who = xmalloc((size_t)T * sizeof(int));
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < K; k++)
+                if (idx[(size_t)t * K + k] == e) {
+                    memcpy(xg + (size_t)n * D, x + (size_t)t * D, (size_t)D * sizeof(float));
+                    wg[n] = wts[(size_t)t * K + k];
+                    who[n++] = t;
+                }
+        if (!n) continue;
+        expert_run(m, &l->w1[e], &l->w2[e], &l->w3[e], xg, n, wg, og, g, u);
+        for (int i = 0; i < n; i++)
+            for (int d = 0; d < D; d++) y[(size_t)who[i] * D + d] += og[(size_t)i * D + d];
+    }
+    if (l->has_shared) {
+        expert_run(m, &l->sw1, &l->sw2, &l->sw3, x, T, NULL, og, g, u);
+        for (size_t i = 0; i < (size_t)T * D; i++) y[i] += og[i];
+    }
+    rnd_vec(ex, y, (size_t)T * D);
+    free(xg); free(og); free(g); free(u); free(wg); free(who);
+    free(logit); free(idx); free(wts);
+}
+
+/* ---- block and head ------------------------------------------------------------- */
+
+#define TRACE(what, x, cols) do { if (tr) { char nm_[64]; snprintf(nm_, sizeof nm_, "layer%d." what, li); \
+    trace_rows(tr, nm_, x, T, cols); } } while (0)
+
+static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H) {
+    const dsv4_config *c = &m->cfg;
+    const layer_w *l = &m->layers[li];
+    int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
+    trace *tr = rows[0].seq->trace;
+    float *x = xmalloc((size_t)T * D * sizeof(float)), *f = xmalloc((size_t)T * D * sizeof(float));
+    float *post = xmalloc((size_t)T * hc * sizeof(float)), *comb = xmalloc((size_t)T * hc * hc * sizeof(float));
+
+    hc_pre(m, l->hc_attn_fn, l->hc_attn_scale, l->hc_attn_base, H, T, x, post, comb);
+    for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->attn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("attn_in", x, D);
+    attention_forward(m, li, rows, T, x, f);
+    TRACE("attn_out", f, D);
+    hc_post(m, f, H, T, post, comb);
+    TRACE("h_mid", H, hc * D);
+
+    hc_pre(m, l->hc_ffn_fn, l->hc_ffn_scale, l->hc_ffn_base, H, T, x, post, comb);
+    for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->ffn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("ffn_in", x, D);
+    moe_forward(m, li, rows, T, x, f);
+    TRACE("ffn_out", f, D);
+    hc_post(m, f, H, T, post, comb);
+    TRACE("h_out", H, hc * D);
+    free(x); free(f); free(post); free(comb);
+}
+
+/* logits[n][V] for the given stream rows: head . RMSNorm(hc_head(H)). */
+static void head_forward(dsv4_model *m, const float *H, int n, const float *fn, const float *scale, const float *base,
+                         const float *norm, float *logits, trace *trace_on) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
+    float *mixes = xmalloc((size_t)n * hc * sizeof(float)), *y = xmalloc((size_t)n * D * sizeof(float));
+    hc_mixes(m, fn, hc, H, n, mixes);
+    for (int t = 0; t < n; t++) {
+        float pre[16];
+        for (int i = 0; i < hc; i++) pre[i] = sigmoidf(mixes[(size_t)t * hc + i] * scale[0] + base[i]) + c->hc_eps;
+        for (int d = 0; d < D; d++) {
+            float s = 0.0f;
+            for (int i = 0; i < hc; i++) s += pre[i] * H[((size_t)t * hc + i) * D + d];
+            y[(size_t)t * D + d] = rnd(ex, s);
+        }
+        if (trace_on) trace_rows(trace_on, "final_hc_head", y + (size_t)t * D, 1, D);
+        rmsnorm(y + (size_t)t * D, norm, D, c->norm_eps, y + (size_t)t * D, ex);
+    }
+    linear(&m->head, y, n, logits, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode, 0, m->pool);
+    free(mixes); free(y);
+}
+
+static void embed_rows(dsv4_model *m, const row_info *rows, int T, float *H) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim;
+    for (int t = 0; t < T; t++) {
+        float *h = H + (size_t)t * hc * D;
+        weight_row_f32(&m->embed, rows[t].id, h);
+        for (int i = 1; i < hc; i++) memcpy(h + (size_t)i * D, h, (size_t)D * sizeof(float));
+    }
+}
+
+/* Run rows through the main model; logits for rows flagged in want (or all
+ * if want == NULL) go to logits in row order. */
+static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned char *want, float *logits) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim;
+    float *H = xmalloc((size_t)T * hc * D * sizeof(float));
+    embed_rows(m, rows, T, H);
+    if (rows[0].seq->trace) {
+        float *e = xmalloc((size_t)T * D * sizeof(float));
+        for (int t = 0; t < T; t++) memcpy(e + (size_t)t * D, H + (size_t)t * hc * D, (size_t)D * sizeof(float));
+        trace_rows(rows[0].seq->trace, "embed", e, T, D);
+        free(e);
+    }
+    for (int li = 0; li < c->n_layers; li++) block_forward(m, li, rows, T, H);
+    for (int t = 0; t < T; t++)
+        if (rows[t].seq->keep_streams)
+            memcpy(rows[t].seq->streams + (size_t)rows[t].pos * hc * D, H + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
+    if (logits) {
+        int n = 0;
+        float *sel = xmalloc((size_t)T * hc * D * sizeof(float));
+        for (int t = 0; t < T; t++)
+            if (!want || want[t]) memcpy(sel + (size_t)n++ * hc * D, H + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
+        if (n) head_forward(m, sel, n, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm, logits, rows[0].seq->trace);
+        free(sel);
+    }
+    free(H);
+}
+
+static int check_ids(const dsv4_model *m, const int32_t *ids, int n, char *err, size_t errlen) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return errf(err, errlen, "token id %d out of range (vocab %d)", ids[i], m->cfg.vocab_size);
+    return 0;
+}
+
+int dsv4_forward(dsv4_seq *s, const int32_t *ids, int n, float *logits, int all_logits, char *err, size_t errlen) {
+    dsv4_model *m = s->m;
+    if (n <= 0) return errf(err, errlen, "no tokens to process");
+    if (check_ids(m, ids, n, err, errlen)) return -1;
+    if (s->pos + n > s->cap) return errf(err, errlen, "context full: %d + %d tokens exceed the sequence capacity %d", s->pos, n, s->cap);
+    row_info *rows = xmalloc((size_t)n * sizeof(row_info));
+    for (int t = 0; t < n; t++) rows[t] = (row_info){s, s->pos + t, 0, ids[t]};
+    unsigned char *want = NULL;
+    if (logits && !all_logits) {
+        want = xcalloc((size_t)n, 1);
+        want[n - 1] = 1;
+    }
+    forward_rows(m, rows, n, want, logits);
+    s->pos += n;
+    free(want);
+    free(rows);
+    return 0;
+}
+
+int dsv4_forward_batch(dsv4_seq **seqs, const int32_t *ids, int nseq, float *logits, char *err, size_t errlen) {
+    if (nseq <= 0) return errf(err, errlen, "empty batch");
+    dsv4_model *m = seqs[0]->m;
+    if (check_ids(m, ids, nseq, err, errlen)) return -1;
+    for (int i = 0; i < nseq; i++) {
+        if (seqs[i]->m != m) return errf(err, errlen, "batch mixes models");
+        if (seqs[i]->pos + 1 > seqs[i]->cap) return errf(err, errlen, "context full in batch entry %d", i);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return errf(err, errlen, "a sequence appears twice in one batch");
+    }
+    row_info *rows = xmalloc((size_t)nseq * sizeof(row_info));
+    for (int i = 0; i < nseq; i++) rows[i] = (row_info){seqs[i], seqs[i]->pos, i, ids[i]};
+    forward_rows(m, rows, nseq, NULL, logits);
+    for (int i = 0; i < nseq; i++) seqs[i]->pos++;
+    free(rows);
+    return 0;
+}
+
+/* ---- MTP (spec 7) ------------------------------------------------------------------ */
+
+int dsv4_mtp_logits(dsv4_seq *s, const int32_t *next_ids, int n, float *out, char *err, size_t errlen) {
+    dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    if (!c->n_mtp_layers) return errf(err, errlen, "this model has no MTP layer");
+    if (!s->keep_streams) return errf(err, errlen, "MTP needs the sequence's streams (seq_keep_streams)");
+    if (check_ids(m, next_ids, n, err, errlen)) return -1;
+    int p0 = s->mtp_pos;
+    if (n <= 0 || p0 + n > s->pos) return errf(err, errlen, "MTP positions %d..%d not yet processed by the main model", p0, p0 + n - 1);
+    int hc = c->hc_mult, D = c->dim, li = c->n_layers, ex = exact_mode(m);
+    const layer_w *l = &m->layers[li];
+    row_info *rows = xmalloc((size_t)n * sizeof(row_info));
+    for (int t = 0; t < n; t++) rows[t] = (row_info){s, p0 + t, 0, next_ids[t]};
+    float *e = xmalloc((size_t)n * D * sizeof(float)), *ep = xmalloc((size_t)n * D * sizeof(float));
+    float *hs = xmalloc((size_t)n * hc * D * sizeof(float)), *H = xmalloc((size_t)n * hc * D * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        weight_row_f32(&m->embed, next_ids[t], e + (size_t)t * D);
+        rmsnorm(e + (size_t)t * D, l->enorm, D, c->norm_eps, e + (size_t)t * D, ex);
+        for (int i = 0; i < hc; i++)
+            rmsnorm(s->streams + ((size_t)(p0 + t) * hc + i) * D, l->hnorm, D, c->norm_eps, hs + ((size_t)t * hc + i) * D, ex);
+    }
+    linear(&l->e_proj, e, n, ep, m->mode, 0, m->pool);
+    linear(&l->h_proj, hs, n * hc, H, m->mode, 0, m->pool);
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < hc; i++)
+            for (int d = 0; d < D; d++) {
+                float *h = &H[((size_t)t * hc + i) * D + d];
+                *h = rnd(ex, *h + ep[(size_t)t * D + d]);
+            }
+    block_forward(m, li, rows, n, H);
+    head_forward(m, H, n, l->hc_head_fn, l->hc_head_scale, l->hc_head_base, l->norm, out, NULL);
+    s->mtp_pos += n;
+    free(rows); free(e); free(ep); free(hs); free(H);
+    return 0;
+}
