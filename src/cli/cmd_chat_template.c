@@ -26,12 +26,6 @@
 #include "text/pyjson.h"
 #include "util/util.h"
 
-/* The tokenizer is built by a sibling module; until it is linked in, the
- * commands that need ids report that instead of failing to link. */
-#pragma weak dsv4_tokenizer_load
-#pragma weak dsv4_tokenizer_free
-#pragma weak dsv4_tokenize
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: dsv4 chat-template [-t tokenizer.json | -m DIR] --messages M.json\n"
@@ -46,10 +40,6 @@ static dsv4_tokenizer *load_tokenizer(const char *tok_path, const char *model_di
     char path[4096], err[512];
     if (model_dir) tok_path = path_join(path, sizeof path, model_dir, "tokenizer.json");
     if (!tok_path) return NULL;
-    if (!dsv4_tokenizer_load) {
-        fprintf(stderr, "dsv4 chat-template: this build has no tokenizer\n");
-        return NULL;
-    }
     dsv4_tokenizer *t = dsv4_tokenizer_load(tok_path, err, sizeof err);
     if (!t) fprintf(stderr, "dsv4 chat-template: %s: %s\n", tok_path, err);
     return t;
@@ -195,7 +185,7 @@ int cmd_chat_template(int argc, char **argv) {
     if (!!messages_path == !!jsonl) { usage(stderr); return 2; }
 
     dsv4_tokenizer *t = NULL;
-    if (tok_path || model_dir) {
+    if ((tok_path || model_dir) && (want_ids || jsonl)) {
         if (!(t = load_tokenizer(tok_path, model_dir))) return 1;
     } else if (want_ids) {
         fprintf(stderr, "dsv4 chat-template: --ids needs -t tokenizer.json or -m DIR\n");
