@@ -977,6 +977,14 @@ int dsv4_gen_write(const dsv4_gen_opts *o, const char *dir, char *err, size_t er
         "{\n  \"_from_model_config\": true,\n  \"bos_token_id\": 0,\n  \"eos_token_id\": 1,\n"
         "  \"do_sample\": true,\n  \"temperature\": 1.0,\n  \"top_p\": 1.0,\n  \"transformers_version\": \"4.57.1\"\n}\n";
     if (write_text(dir, "generation_config.json", gencfg, sizeof gencfg - 1, err, errlen)) goto out;
+    if (o->cfg.vocab_size != 129280) {   /* a tokenizer we wrote earlier no longer fits */
+        char tp[4096];
+        struct stat st;
+        if (!stat(path_join(tp, sizeof tp, dir, "tokenizer.json"), &st) && (uint64_t)st.st_size == dsv4_tokenizer_json_len) {
+            unlink(tp);
+            unlink(path_join(tp, sizeof tp, dir, "tokenizer_config.json"));
+        }
+    }
     if (o->cfg.vocab_size == 129280 &&
         (write_text(dir, "tokenizer.json", dsv4_tokenizer_json, (size_t)dsv4_tokenizer_json_len, err, errlen) ||
          write_text(dir, "tokenizer_config.json", dsv4_tokenizer_config_json, (size_t)dsv4_tokenizer_config_json_len,
