@@ -10,6 +10,7 @@
  * scoring pass over the compressed keys (context/4 dot products).
  */
 #include "model/ops.h"
+#include "num/vecops.h"
 #include "util/util.h"
 #include <float.h>
 #include <stdlib.h>
@@ -185,18 +186,22 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
         const layer_state *ls = &rows[t].seq->ls[li];
         int nb = (rows[t].pos + 1) / 4;
         float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
-        for (int j = 0; j < nb; j++) {
-            const float *k = ls->ikv + (size_t)j * ID;
-            float acc = 0.0f;
-            for (int h = 0; h < IH; h++) {
-                const float *qh = q + ((size_t)t * IH + h) * ID;
-                float dot = 0.0f;
-                for (int i = 0; i < ID; i++) dot += qh[i] * k[i];
-                dot = rnd(ex, dot);
-                if (dot > 0.0f) acc += rnd(ex, dot * w[(size_t)t * IH + h]);
-            }
-            score[j] = rnd(ex, acc);
+        /* dots[h][j] = q_h . K_j: one product against the cached keys
+         * (rows = blocks), on the matrix kernels and the pool */
+        float *dots = xmalloc((size_t)IH * (nb ? nb : 1) * sizeof(float));
+        if (nb) {
+            dsv4_weight kw = {.type = W_F32, .rows = nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
+            linear(&kw, q + (size_t)t * IH * ID, IH, dots, m->mode, LIN_OUT_BF16, m->pool);
         }
+        for (int j = 0; j < nb; j++) score[j] = 0.0f;
+        for (int h = 0; h < IH; h++) {
+            float wh = w[(size_t)t * IH + h];
+            const float *dh = dots + (size_t)h * nb;
+            for (int j = 0; j < nb; j++)
+                if (dh[j] > 0.0f) score[j] += rnd(ex, dh[j] * wh);
+        }
+        for (int j = 0; j < nb; j++) score[j] = rnd(ex, score[j]);
+        free(dots);
         int k = nb < c->index_topk ? nb : c->index_topk;
         if (k > k_max) k = k_max;
         topk_desc(score, nb, k, sel + (size_t)t * k_max);
@@ -231,22 +236,18 @@ static void attend_one(const float *q, const float *const *keys, int n, float si
         float s[64], mb = mrun;
         for (int j = b; j < e; j++) {
             if (!keys[j]) { s[j - b] = -INFINITY; continue; }
-            float dot = 0.0f;
-            for (int i = 0; i < hd; i++) dot += q[i] * keys[j][i];
-            s[j - b] = dot * scale;
+            s[j - b] = vec_dot(q, keys[j], hd) * scale;
             mb = fmaxf(mb, s[j - b]);
         }
         if (mb == -INFINITY) continue;
         float alpha = expf(mrun - mb);
         l *= alpha;
-        for (int i = 0; i < hd; i++) acc[i] *= alpha;
+        if (alpha != 1.0f) vec_scale(acc, alpha, hd);
         for (int j = b; j < e; j++) {
             if (!keys[j]) continue;
             float p = expf(s[j - b] - mb);
             l += p;
-            float pv = rnd(ex, p);
-            const float *k = keys[j];
-            for (int i = 0; i < hd; i++) acc[i] += pv * k[i];
+            vec_axpy(acc, rnd(ex, p), keys[j], hd);
         }
         mrun = mb;
     }
