@@ -44,8 +44,8 @@ typedef struct layer_w {
     /* MoE */
     dsv4_weight gate;             /* [E][D] */
     const float *gate_bias;       /* [E] or NULL (hash layers) */
-    const void *tid2eid;          /* [vocab][k] I64 or I32 */
-    int tid2eid_i64;
+    const int32_t *tid2eid;       /* [vocab][k] (hash layers) */
+    int tid2eid_i64;              /* stored as I64 in the checkpoint */
     dsv4_weight *w1, *w2, *w3;    /* [E] routed experts */
     int has_shared;
     dsv4_weight sw1, sw2, sw3;
@@ -98,6 +98,21 @@ dsv4_model *model_load_source(const dsv4_config *cfg, wsource src, const char *l
                               char *err, size_t errlen);
 /* The safetensors source for a model directory. */
 int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t errlen);
+
+/* Parameter and byte accounting (dsv4 info, dsv4 bench). */
+typedef struct model_account {
+    double params_total, params_active;      /* logical values (+ MTP in total) */
+    double params_embed, params_head, params_attn, params_compress, params_routed, params_shared,
+           params_gate, params_hc_norm, params_mtp;
+    double bytes_total;                      /* stored bytes of all tensors the model uses */
+    double bytes_per_token;                  /* decode at context 0, no MTP */
+    double bytes_layer_dense;                /* mean per main layer, without routed experts */
+    double bytes_expert;                     /* one routed expert (w1+w2+w3) */
+    double bytes_head;                       /* output head */
+    double kv_bytes_per_token;               /* cache growth per token (F32 cache) */
+    double kv_bytes_per_token_bf16;          /* the spec's figure for a BF16 cache */
+} model_account;
+void model_account_compute(const dsv4_model *m, model_account *a);
 
 /* Keep the final streams of every position in the sequence (for MTP). */
 void seq_keep_streams(dsv4_seq *s, int on);
