@@ -19,9 +19,7 @@
 /* ---- small ops ---------------------------------------------------------- */
 
 void rmsnorm(const float *x, const float *w, int n, float eps, float *y, int exact) {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    float r = 1.0f / sqrtf(mean_square(x, n) + eps);
     for (int i = 0; i < n; i++) y[i] = rnd(exact, w[i] * (x[i] * r));
 }
 

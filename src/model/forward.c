@@ -125,10 +125,7 @@ static void hc_mixes(dsv4_model *m, const float *fn, int mix, const float *H, in
     dsv4_weight w = f32_matrix(fn, mix, n);
     linear(&w, H, T, mixes, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : DSV4_MODE_FP32, 0, m->pool);
     for (int t = 0; t < T; t++) {
-        const float *x = H + (size_t)t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / (float)n + c->norm_eps);
+        float r = 1.0f / sqrtf(mean_square(H + (size_t)t * n, n) + c->norm_eps);
         for (int i = 0; i < mix; i++) mixes[(size_t)t * mix + i] *= r;
     }
 }
