@@ -34,16 +34,21 @@ void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact) 
     }
 }
 
+/* Computed in double (exact for BF16 inputs up to n = 2^16) and rounded
+ * once, like the reference's exact transform. */
 void hadamard(float *x, int n, int exact) {
+    double buf[1024], *v = n <= 1024 ? buf : xmalloc((size_t)n * sizeof(double));
+    for (int i = 0; i < n; i++) v[i] = x[i];
     for (int h = 1; h < n; h *= 2)
         for (int i = 0; i < n; i += 2 * h)
             for (int j = i; j < i + h; j++) {
-                float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
+                double a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
             }
-    float s = 1.0f / sqrtf((float)n);
-    for (int i = 0; i < n; i++) x[i] = rnd(exact, x[i] * s);
+    double s = 1.0 / sqrt((double)n);
+    for (int i = 0; i < n; i++) x[i] = exact ? bf16_to_f32(f32_to_bf16_from_double(v[i] * s)) : (float)(v[i] * s);
+    if (v != buf) free(v);
 }
 
 void topk_desc(const float *score, int n, int k, int *out) {
@@ -204,6 +209,14 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
         if (k > k_max) k = k_max;
         topk_desc(score, nb, k, sel + (size_t)t * k_max);
         nsel[t] = k;
+        if (rows[t].seq->trace) {
+            /* as the reference hooks record it: topk ids, -1 = none */
+            float ids[4096];
+            for (int i = 0; i < c->index_topk && i < 4096; i++) ids[i] = i < k ? (float)sel[(size_t)t * k_max + i] : -1.0f;
+            char nm[64];
+            snprintf(nm, sizeof nm, "layer%d.indexer_selected_blocks", li);
+            trace_rows(rows[t].seq->trace, nm, ids, 1, c->index_topk < 4096 ? c->index_topk : 4096);
+        }
         free(score);
     }
     free(q);

@@ -299,6 +299,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_attn_fn, l->hc_attn_scale, l->hc_attn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->attn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_attn_post", post, hc);
+    TRACE("hc_attn_comb", comb, hc * hc);
     TRACE("attn_in", x, D);
     attention_forward(m, li, rows, T, x, f);
     TRACE("attn_out", f, D);
@@ -307,6 +309,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_ffn_fn, l->hc_ffn_scale, l->hc_ffn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->ffn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_ffn_post", post, hc);
+    TRACE("hc_ffn_comb", comb, hc * hc);
     TRACE("ffn_in", x, D);
     moe_forward(m, li, rows, T, x, f);
     TRACE("ffn_out", f, D);
