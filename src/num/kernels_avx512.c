@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
 INL __m512 cvt_bf16x16(const uint16_t *p) {
@@ -55,12 +56,12 @@ INL __m512 e2m1_tab(void) { return _mm512_loadu_ps(e2m1_table); }
 INL void NAME(const kern_gemv_args *a, int r, int t0, const int NT) {                   \
     const int K = a->w->cols;                                                           \
     __m512 acc[4][4];                                                                   \
-    for (int t = 0; t < NT; t++)                                                        \
+    UNROLL for (int t = 0; t < NT; t++)                                                        \
         for (int j = 0; j < 4; j++) acc[t][j] = _mm512_setzero_ps();                    \
     for (int k = 0; k < K; k += 64) {                                                   \
         __m512 w0, w1, w2, w3;                                                          \
         STEP_BODY                                                                       \
-        for (int t = 0; t < NT; t++) {                                                  \
+        UNROLL for (int t = 0; t < NT; t++) {                                                  \
             const float *xt = XPTR + (size_t)(t0 + t) * K + k;                          \
             acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[t][0]);            \
             acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[t][1]);       \
@@ -68,7 +69,7 @@ INL void NAME(const kern_gemv_args *a, int r, int t0, const int NT) {           
             acc[t][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xt + 48), acc[t][3]);       \
         }                                                                               \
     }                                                                                   \
-    for (int t = 0; t < NT; t++) {                                                      \
+    UNROLL for (int t = 0; t < NT; t++) {                                                      \
         __m512 s = _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),                   \
                                  _mm512_add_ps(acc[t][2], acc[t][3]));                  \
         a->y[(size_t)(t0 + t) * a->ldy + r] = _mm512_reduce_add_ps(s);                  \

@@ -52,16 +52,24 @@ int kern_supports(const dsv4_weight *w) {
 
 /* ---- GEMV ----------------------------------------------------------------- */
 
+/* Rows go out in chunks from an atomic counter, so that a thread that
+ * was descheduled (or is slower) does not hold everybody up. */
 typedef struct {
     const kern_set *ks;
     kern_gemv_args a;
+    int chunk, nchunks;
+    atomic_int next;
 } gemv_job;
 
 static void gemv_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
     gemv_job *j = arg;
-    int lo, hi;
-    pool_range(j->a.w->rows, tid, nth, &lo, &hi);
-    if (lo < hi) j->ks->gemv(&j->a, lo, hi);
+    for (;;) {
+        int c = atomic_fetch_add(&j->next, 1);
+        if (c >= j->nchunks) break;
+        int lo = c * j->chunk, hi = lo + j->chunk < j->a.w->rows ? lo + j->chunk : j->a.w->rows;
+        j->ks->gemv(&j->a, lo, hi);
+    }
 }
 
 /* MXFP4 kernels pair low nibbles (even columns) with the first half of each
@@ -87,8 +95,16 @@ static void run_gemv(const kern_set *ks, const dsv4_weight *w, const float *x, i
         if (!xd) { linear_ref(w, x, T, y, DSV4_MODE_FP32, 0, pool); return; }
         j.a.xd = xd;
     }
+    /* About 8 chunks per thread, at least 16 rows (or 32 KiB) each. */
+    int nth = pool_size(pool);
+    int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
+    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
+    if (chunk < min_rows) chunk = min_rows;
+    j.chunk = chunk;
+    j.nchunks = (w->rows + chunk - 1) / chunk;
+    atomic_init(&j.next, 0);
     /* Small products are not worth waking the workers. */
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool) gemv_worker(&j, 0, 1);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.nchunks == 1) gemv_worker(&j, 0, 1);
     else pool_run(pool, gemv_worker, &j);
     free(xd);
 }
