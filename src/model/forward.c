@@ -248,9 +248,7 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
         for (int e = 0; e < E; e++) a[e] = sqrtf(softplusf(a[e]));
         int *it = idx + (size_t)t * K;
         if (l->is_hash) {
-            for (int k = 0; k < K; k++)
-                it[k] = (int)(l->tid2eid_i64 ? ((const int64_t *)l->tid2eid)[(size_t)rows[t].id * K + k]
-                                             : ((const int32_t *)l->tid2eid)[(size_t)rows[t].id * K + k]);
+            for (int k = 0; k < K; k++) it[k] = l->tid2eid[(size_t)rows[t].id * K + k];
         } else {
             for (int e = 0; e < E; e++) sel[e] = a[e] + (l->gate_bias ? l->gate_bias[e] : 0.0f);
             topk_desc(sel, E, K, it);

@@ -37,12 +37,17 @@ static const float *vec(loader *L, const char *name, int64_t numel) {
     ws_vtype t;
     const void *d;
     if (L->m->src.vector(L->m->src.ctx, name, numel, &t, &d, L->err, L->errlen)) { L->failed = 1; return NULL; }
-    if (t == WS_F32) return d;
+    /* safetensors gives no alignment guarantee: F32 data is used in place
+     * only when it is 4-byte aligned */
+    if (t == WS_F32 && (uintptr_t)d % 4 == 0) return d;
     float *f = own(L->m, xmalloc((size_t)numel * sizeof(float)));
+    const uint8_t *b = d;
     for (int64_t i = 0; i < numel; i++) {
-        if (t == WS_BF16) f[i] = bf16_to_f32(((const uint16_t *)d)[i]);
+        uint16_t h;
+        memcpy(&h, b + 2 * i, 2);
+        if (t == WS_F32) memcpy(&f[i], b + 4 * i, 4);
+        else if (t == WS_BF16) f[i] = bf16_to_f32(h);
         else if (t == WS_F16) {
-            uint16_t h = ((const uint16_t *)d)[i];
             int e = (h >> 10) & 31, mnt = h & 1023;
             float v = e == 0 ? ldexpf((float)mnt, -24) : e == 31 ? (mnt ? NAN : INFINITY) : ldexpf((float)(mnt | 1024), e - 25);
             f[i] = (h & 0x8000) ? -v : v;
@@ -115,13 +120,19 @@ static void load_layer(loader *L, int li, layer_w *l) {
                                         &t, &d, L->err, L->errlen)) L->failed = 1;
         else if (!L->failed && t != WS_I64 && t != WS_I32) { L->failed = 1; errf(L->err, L->errlen, "tensor '%s' must be I64 or I32", n); }
         else if (!L->failed) {
-            l->tid2eid = d;
-            l->tid2eid_i64 = t == WS_I64;
-            /* every id must name an expert: checked once here, not per token */
-            for (int64_t i = 0; i < (int64_t)c->vocab_size * c->n_activated_experts; i++) {
-                int64_t e = l->tid2eid_i64 ? ((const int64_t *)d)[i] : ((const int32_t *)d)[i];
+            /* held as int32 like the reference (and aligned: the file's
+             * offsets need not be); every id is checked once here */
+            int64_t cnt = (int64_t)c->vocab_size * c->n_activated_experts;
+            int32_t *ids = own(m, xmalloc((size_t)cnt * sizeof(int32_t)));
+            for (int64_t i = 0; i < cnt; i++) {
+                int64_t e;
+                if (t == WS_I64) memcpy(&e, (const uint8_t *)d + 8 * i, 8);
+                else { int32_t e32; memcpy(&e32, (const uint8_t *)d + 4 * i, 4); e = e32; }
                 if (e < 0 || e >= E) { L->failed = 1; errf(L->err, L->errlen, "tensor '%s': expert id %lld out of range", n, (long long)e); break; }
+                ids[i] = (int32_t)e;
             }
+            l->tid2eid = ids;
+            l->tid2eid_i64 = t == WS_I64;
         }
     } else {
         l->gate_bias = vec(L, N("ffn.gate.bias"), E);

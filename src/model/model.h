@@ -44,8 +44,8 @@ typedef struct layer_w {
     /* MoE */
     dsv4_weight gate;             /* [E][D] */
     const float *gate_bias;       /* [E] or NULL (hash layers) */
-    const void *tid2eid;          /* [vocab][k] I64 or I32 */
-    int tid2eid_i64;
+    const int32_t *tid2eid;       /* [vocab][k] (hash layers) */
+    int tid2eid_i64;              /* stored as I64 in the checkpoint */
     dsv4_weight *w1, *w2, *w3;    /* [E] routed experts */
     int has_shared;
     dsv4_weight sw1, sw2, sw3;
