@@ -83,11 +83,13 @@ void layer_state_reset(const dsv4_model *m, int li, layer_state *ls) {
 
 /* ---- compressor (spec 4.4) ----------------------------------------------- */
 
-/* Pool one completed block j from the state into out[d] (FP32). */
-static void compressor_pool(const compressor_w *cw, const float *kvs, const float *scs, float *out) {
+/* Pool one completed block j from the state into out[d] (FP32): per
+ * channel, a softmax over the block's candidate scores weights their KV
+ * values.  tmp: room for 3 * (2 * ratio) floats. */
+static void compressor_pool(const compressor_w *cw, const float *kvs, const float *scs, float *out, float *tmp) {
     int r = cw->ratio, d = cw->d, w2 = cw->coff * d, nc = cw->overlap ? 2 * r : r;
+    float *sc = tmp, *kv = tmp + nc, *e = tmp + 2 * nc;
     for (int c = 0; c < d; c++) {
-        float sc[256], kv[256];
         for (int i = 0; i < nc; i++) {
             /* overlap: rows 0..r-1 carry the previous block's A half
              * (channel c), rows r..2r-1 the current block's B half (d+c) */
@@ -97,7 +99,7 @@ static void compressor_pool(const compressor_w *cw, const float *kvs, const floa
         }
         float mx = -INFINITY;
         for (int i = 0; i < nc; i++) mx = fmaxf(mx, sc[i]);
-        float sum = 0.0f, e[256];
+        float sum = 0.0f;
         for (int i = 0; i < nc; i++) { e[i] = expf(sc[i] - mx); sum += e[i]; }
         float acc = 0.0f;
         for (int i = 0; i < nc; i++) acc += kv[i] * (e[i] / sum);
@@ -131,7 +133,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
     int D = m->cfg.dim, r = cw->ratio, d = cw->d, w2 = cw->coff * d;
     float *kvp = xmalloc((size_t)T * w2 * sizeof(float));
     float *scp = xmalloc((size_t)T * w2 * sizeof(float));
-    float *tmp = xmalloc((size_t)d * sizeof(float));
+    float *tmp = xmalloc((size_t)d * sizeof(float)), *ptmp = xmalloc((size_t)6 * r * sizeof(float));
     /* the reference runs both in FP32 (x.float(), FP32 weights) */
     dsv4_mode lm = m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode;
     linear(&cw->wkv, x, T, kvp, lm, 0, m->pool);
@@ -149,7 +151,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
         }
         if ((p + 1) % r) continue;
         int j = p / r;
-        compressor_pool(cw, kvs, scs, tmp);
+        compressor_pool(cw, kvs, scs, tmp, ptmp);
         if (cw->overlap) {
             memcpy(kvs, kvs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
             memcpy(scs, scs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
@@ -160,6 +162,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
     free(kvp);
     free(scp);
     free(tmp);
+    free(ptmp);
 }
 
 /* ---- lightning indexer (spec 4.5) ----------------------------------------- */
