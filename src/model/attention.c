@@ -10,6 +10,7 @@
  * scoring pass over the compressed keys (context/4 dot products).
  */
 #include "model/ops.h"
+#include "num/vecops.h"
 #include "util/util.h"
 #include <float.h>
 #include <stdlib.h>
@@ -18,9 +19,7 @@
 /* ---- small ops ---------------------------------------------------------- */
 
 void rmsnorm(const float *x, const float *w, int n, float eps, float *y, int exact) {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    float r = 1.0f / sqrtf(mean_square(x, n) + eps);
     for (int i = 0; i < n; i++) y[i] = rnd(exact, w[i] * (x[i] * r));
 }
 
@@ -35,16 +34,21 @@ void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact) 
     }
 }
 
+/* Computed in double (exact for BF16 inputs up to n = 2^16) and rounded
+ * once, like the reference's exact transform. */
 void hadamard(float *x, int n, int exact) {
+    double buf[1024], *v = n <= 1024 ? buf : xmalloc((size_t)n * sizeof(double));
+    for (int i = 0; i < n; i++) v[i] = x[i];
     for (int h = 1; h < n; h *= 2)
         for (int i = 0; i < n; i += 2 * h)
             for (int j = i; j < i + h; j++) {
-                float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
+                double a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
             }
-    float s = 1.0f / sqrtf((float)n);
-    for (int i = 0; i < n; i++) x[i] = rnd(exact, x[i] * s);
+    double s = 1.0 / sqrt((double)n);
+    for (int i = 0; i < n; i++) x[i] = exact ? bf16_to_f32(f32_to_bf16_from_double(v[i] * s)) : (float)(v[i] * s);
+    if (v != buf) free(v);
 }
 
 void topk_desc(const float *score, int n, int k, int *out) {
@@ -185,22 +189,34 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
         const layer_state *ls = &rows[t].seq->ls[li];
         int nb = (rows[t].pos + 1) / 4;
         float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
-        for (int j = 0; j < nb; j++) {
-            const float *k = ls->ikv + (size_t)j * ID;
-            float acc = 0.0f;
-            for (int h = 0; h < IH; h++) {
-                const float *qh = q + ((size_t)t * IH + h) * ID;
-                float dot = 0.0f;
-                for (int i = 0; i < ID; i++) dot += qh[i] * k[i];
-                dot = rnd(ex, dot);
-                if (dot > 0.0f) acc += rnd(ex, dot * w[(size_t)t * IH + h]);
-            }
-            score[j] = rnd(ex, acc);
+        /* dots[h][j] = q_h . K_j: one product against the cached keys
+         * (rows = blocks), on the matrix kernels and the pool */
+        float *dots = xmalloc((size_t)IH * (nb ? nb : 1) * sizeof(float));
+        if (nb) {
+            dsv4_weight kw = {.type = W_F32, .rows = nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
+            linear(&kw, q + (size_t)t * IH * ID, IH, dots, m->mode, LIN_OUT_BF16, m->pool);
         }
+        for (int j = 0; j < nb; j++) score[j] = 0.0f;
+        for (int h = 0; h < IH; h++) {
+            float wh = w[(size_t)t * IH + h];
+            const float *dh = dots + (size_t)h * nb;
+            for (int j = 0; j < nb; j++)
+                if (dh[j] > 0.0f) score[j] += rnd(ex, dh[j] * wh);
+        }
+        for (int j = 0; j < nb; j++) score[j] = rnd(ex, score[j]);
+        free(dots);
         int k = nb < c->index_topk ? nb : c->index_topk;
         if (k > k_max) k = k_max;
         topk_desc(score, nb, k, sel + (size_t)t * k_max);
         nsel[t] = k;
+        if (rows[t].seq->trace) {
+            /* as the reference hooks record it: topk ids, -1 = none */
+            float ids[4096];
+            for (int i = 0; i < c->index_topk && i < 4096; i++) ids[i] = i < k ? (float)sel[(size_t)t * k_max + i] : -1.0f;
+            char nm[64];
+            snprintf(nm, sizeof nm, "layer%d.indexer_selected_blocks", li);
+            trace_rows(rows[t].seq->trace, nm, ids, 1, c->index_topk < 4096 ? c->index_topk : 4096);
+        }
         free(score);
     }
     free(q);
@@ -231,22 +247,18 @@ static void attend_one(const float *q, const float *const *keys, int n, float si
         float s[64], mb = mrun;
         for (int j = b; j < e; j++) {
             if (!keys[j]) { s[j - b] = -INFINITY; continue; }
-            float dot = 0.0f;
-            for (int i = 0; i < hd; i++) dot += q[i] * keys[j][i];
-            s[j - b] = dot * scale;
+            s[j - b] = vec_dot(q, keys[j], hd) * scale;
             mb = fmaxf(mb, s[j - b]);
         }
         if (mb == -INFINITY) continue;
         float alpha = expf(mrun - mb);
         l *= alpha;
-        for (int i = 0; i < hd; i++) acc[i] *= alpha;
+        if (alpha != 1.0f) vec_scale(acc, alpha, hd);
         for (int j = b; j < e; j++) {
             if (!keys[j]) continue;
             float p = expf(s[j - b] - mb);
             l += p;
-            float pv = rnd(ex, p);
-            const float *k = keys[j];
-            for (int i = 0; i < hd; i++) acc[i] += pv * k[i];
+            vec_axpy(acc, rnd(ex, p), keys[j], hd);
         }
         mrun = mb;
     }

@@ -125,10 +125,7 @@ static void hc_mixes(dsv4_model *m, const float *fn, int mix, const float *H, in
     dsv4_weight w = f32_matrix(fn, mix, n);
     linear(&w, H, T, mixes, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : DSV4_MODE_FP32, 0, m->pool);
     for (int t = 0; t < T; t++) {
-        const float *x = H + (size_t)t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / (float)n + c->norm_eps);
+        float r = 1.0f / sqrtf(mean_square(H + (size_t)t * n, n) + c->norm_eps);
         for (int i = 0; i < mix; i++) mixes[(size_t)t * mix + i] *= r;
     }
 }
@@ -302,6 +299,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_attn_fn, l->hc_attn_scale, l->hc_attn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->attn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_attn_post", post, hc);
+    TRACE("hc_attn_comb", comb, hc * hc);
     TRACE("attn_in", x, D);
     attention_forward(m, li, rows, T, x, f);
     TRACE("attn_out", f, D);
@@ -310,6 +309,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_ffn_fn, l->hc_ffn_scale, l->hc_ffn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->ffn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_ffn_post", post, hc);
+    TRACE("hc_ffn_comb", comb, hc * hc);
     TRACE("ffn_in", x, D);
     moe_forward(m, li, rows, T, x, f);
     TRACE("ffn_out", f, D);

@@ -168,7 +168,9 @@ static void load_layer(loader *L, int li, layer_w *l) {
 static float *rope_freqs(const dsv4_config *c, double base, int yarn) {
     int rd = c->rope_head_dim, n = rd / 2;
     float *f = xmalloc((size_t)n * sizeof(float));
-    for (int i = 0; i < n; i++) f[i] = (float)(1.0 / pow(base, (double)(2 * i) / rd));
+    /* FP32 arithmetic as the reference computes it (1 / base^(2i/rd) on a
+     * float32 tensor), so that the angles match it to the last bit */
+    for (int i = 0; i < n; i++) f[i] = 1.0f / powf((float)base, (float)(2 * i) / (float)rd);
     if (yarn && c->original_seq_len > 0) {
         double two_pi = 2 * M_PI;
         double lo = floor(rd * log(c->original_seq_len / (c->beta_fast * two_pi)) / (2 * log(base)));
