@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+void model_profile_reset(dsv4_model *m) {
+    memset(m->prof_s, 0, (size_t)(m->cfg.n_layers + 2) * sizeof(double));
+    m->prof_calls = 0;
+}
+
 /* ---- sequences -------------------------------------------------------------- */
 
 dsv4_seq *dsv4_seq_new(dsv4_model *m, int max_ctx, char *err, size_t errlen) {
@@ -357,14 +362,21 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
     const dsv4_config *c = &m->cfg;
     int hc = c->hc_mult, D = c->dim;
     float *H = xmalloc((size_t)T * hc * D * sizeof(float));
+    double t0 = now_sec();
     embed_rows(m, rows, T, H);
+    m->prof_s[c->n_layers + 1] += now_sec() - t0;
     if (rows[0].seq->trace) {
         float *e = xmalloc((size_t)T * D * sizeof(float));
         for (int t = 0; t < T; t++) memcpy(e + (size_t)t * D, H + (size_t)t * hc * D, (size_t)D * sizeof(float));
         trace_rows(rows[0].seq->trace, "embed", e, T, D);
         free(e);
     }
-    for (int li = 0; li < c->n_layers; li++) block_forward(m, li, rows, T, H);
+    for (int li = 0; li < c->n_layers; li++) {
+        t0 = now_sec();
+        block_forward(m, li, rows, T, H);
+        m->prof_s[li] += now_sec() - t0;
+    }
+    t0 = now_sec();
     for (int t = 0; t < T; t++)
         if (rows[t].seq->keep_streams)
             memcpy(rows[t].seq->streams + (size_t)rows[t].pos * hc * D, H + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
@@ -376,6 +388,8 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
         if (n) head_forward(m, sel, n, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm, logits, rows[0].seq->trace);
         free(sel);
     }
+    m->prof_s[c->n_layers] += now_sec() - t0;
+    m->prof_calls++;
     free(H);
 }
 
