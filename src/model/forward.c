@@ -116,6 +116,37 @@ int dsv4_seq_copy(dsv4_seq *dst, const dsv4_seq *src) {
     return 0;
 }
 
+/* Pretend ctx tokens were processed: random window ring, compressed
+ * entries, indexer keys and compressor state of the right shapes and scale
+ * (unit-RMS vectors, as after the norms), so long contexts can be timed
+ * without a long prefill.  The numbers are meaningless; the costs are real. */
+int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    if (ctx < 0 || ctx > s->cap) return -1;
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
+#define RNDF() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, (float)((int64_t)(st >> 11) % 2000001 - 1000000) * 1.7e-6f)
+    int hd = c->head_dim, ihd = c->index_head_dim;
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_w *l = &m->layers[i];
+        layer_state *ls = &s->ls[i];
+        for (size_t k = 0; k < (size_t)c->window_size * hd; k++) ls->ring[k] = RNDF();
+        if (l->ratio) {
+            for (size_t k = 0; k < (size_t)(ctx / l->ratio) * hd; k++) ls->ckv[k] = RNDF();
+            size_t n = (size_t)l->comp.coff * l->ratio * l->comp.coff * hd;
+            for (size_t k = 0; k < n; k++) { ls->kv_state[k] = RNDF(); ls->sc_state[k] = RNDF(); }
+        }
+        if (l->has_indexer) {
+            for (size_t k = 0; k < (size_t)(ctx / 4) * ihd; k++) ls->ikv[k] = RNDF();
+            for (size_t k = 0; k < (size_t)16 * ihd; k++) { ls->ikv_state[k] = RNDF(); ls->isc_state[k] = RNDF(); }
+        }
+    }
+#undef RNDF
+    s->pos = ctx;
+    s->mtp_pos = ctx;
+    return 0;
+}
+
 /* ---- mHC (spec 6) -------------------------------------------------------------- */
 
 static dsv4_weight f32_matrix(const float *data, int rows, int cols) {

@@ -119,6 +119,10 @@ typedef struct model_account {
 } model_account;
 void model_account_compute(const dsv4_model *m, model_account *a);
 
+/* Random cache contents for timing long contexts (dsv4 bench --fill
+ * random): the sequence behaves as if ctx tokens had been processed. */
+int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed);
+
 /* Zero / read the per-part timings of the forward pass. */
 void model_profile_reset(dsv4_model *m);
 
