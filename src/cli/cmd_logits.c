@@ -27,7 +27,7 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: dsv4 logits -m DIR --ids 1,2,3 [--prefill K] [--decode N] [--mode fast|exact|fp32]\n"
-                    "                   [--all] [--mtp] [--threads N] -o OUT.safetensors\n");
+                    "                   [--all] [--mtp] [--threads N] [--trace T.safetensors] -o OUT.safetensors\n");
 }
 
 int parse_mode(const char *s, dsv4_mode *mode);
@@ -62,7 +62,7 @@ static int parse_ids(const char *s, int32_t **out) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *out = NULL;
+    const char *dir = NULL, *ids_s = NULL, *out = NULL, *trace_out = NULL;
     int prefill = -1, decode = 0, all = 0, mtp = 0, threads = 0;
     dsv4_mode mode = DSV4_MODE_FAST;
     for (int i = 1; i < argc; i++) {
@@ -78,6 +78,7 @@ int cmd_logits(int argc, char **argv) {
         } else if (!strcmp(a, "--all")) all = 1;
         else if (!strcmp(a, "--mtp")) mtp = 1;
         else if (!strcmp(a, "-o") && has) out = argv[++i];
+        else if (!strcmp(a, "--trace") && has) trace_out = argv[++i];
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         else { fprintf(stderr, "dsv4 logits: unknown or incomplete option '%s'\n", a); usage(); return 2; }
     }
@@ -100,6 +101,7 @@ int cmd_logits(int argc, char **argv) {
     dsv4_seq *s = dsv4_seq_new(m, L + decode + 8, err, sizeof err);
     if (!s) { fprintf(stderr, "dsv4 logits: %s\n", err); dsv4_model_free(m); free(ids); return 1; }
     if (mtp) seq_keep_streams(s, 1);
+    if (trace_out) s->trace = trace_new();
 
     int in_rows = all ? L : L - prefill + 1;
     int rows = in_rows + (decode > 0 ? decode - 1 : 0);
@@ -142,6 +144,7 @@ int cmd_logits(int argc, char **argv) {
     if (st_writer_write(w, out, err, sizeof err)) { st_writer_free(w); free(ml); goto fail; }
     st_writer_free(w);
     free(ml);
+    if (trace_out && trace_write(s->trace, trace_out, err, sizeof err)) goto fail;
     rc = 0;
     goto done;
 fail:
@@ -150,6 +153,7 @@ done:
     free(logits);
     free(gen);
     free(ids);
+    if (s) trace_free(s->trace);
     dsv4_seq_free(s);
     dsv4_model_free(m);
     return rc;

@@ -291,28 +291,38 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
 
 /* ---- block and head ------------------------------------------------------------- */
 
+#define TRACE(what, x, cols) do { if (tr) { char nm_[64]; snprintf(nm_, sizeof nm_, "layer%d." what, li); \
+    trace_rows(tr, nm_, x, T, cols); } } while (0)
+
 static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H) {
     const dsv4_config *c = &m->cfg;
     const layer_w *l = &m->layers[li];
     int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
+    trace *tr = rows[0].seq->trace;
     float *x = xmalloc((size_t)T * D * sizeof(float)), *f = xmalloc((size_t)T * D * sizeof(float));
     float *post = xmalloc((size_t)T * hc * sizeof(float)), *comb = xmalloc((size_t)T * hc * hc * sizeof(float));
 
     hc_pre(m, l->hc_attn_fn, l->hc_attn_scale, l->hc_attn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->attn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("attn_in", x, D);
     attention_forward(m, li, rows, T, x, f);
+    TRACE("attn_out", f, D);
     hc_post(m, f, H, T, post, comb);
+    TRACE("h_mid", H, hc * D);
 
     hc_pre(m, l->hc_ffn_fn, l->hc_ffn_scale, l->hc_ffn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->ffn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("ffn_in", x, D);
     moe_forward(m, li, rows, T, x, f);
+    TRACE("ffn_out", f, D);
     hc_post(m, f, H, T, post, comb);
+    TRACE("h_out", H, hc * D);
     free(x); free(f); free(post); free(comb);
 }
 
 /* logits[n][V] for the given stream rows: head . RMSNorm(hc_head(H)). */
 static void head_forward(dsv4_model *m, const float *H, int n, const float *fn, const float *scale, const float *base,
-                         const float *norm, float *logits) {
+                         const float *norm, float *logits, trace *trace_on) {
     const dsv4_config *c = &m->cfg;
     int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
     float *mixes = xmalloc((size_t)n * hc * sizeof(float)), *y = xmalloc((size_t)n * D * sizeof(float));
@@ -325,6 +335,7 @@ static void head_forward(dsv4_model *m, const float *H, int n, const float *fn, 
             for (int i = 0; i < hc; i++) s += pre[i] * H[((size_t)t * hc + i) * D + d];
             y[(size_t)t * D + d] = rnd(ex, s);
         }
+        if (trace_on) trace_rows(trace_on, "final_hc_head", y + (size_t)t * D, 1, D);
         rmsnorm(y + (size_t)t * D, norm, D, c->norm_eps, y + (size_t)t * D, ex);
     }
     linear(&m->head, y, n, logits, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode, 0, m->pool);
@@ -348,6 +359,12 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
     int hc = c->hc_mult, D = c->dim;
     float *H = xmalloc((size_t)T * hc * D * sizeof(float));
     embed_rows(m, rows, T, H);
+    if (rows[0].seq->trace) {
+        float *e = xmalloc((size_t)T * D * sizeof(float));
+        for (int t = 0; t < T; t++) memcpy(e + (size_t)t * D, H + (size_t)t * hc * D, (size_t)D * sizeof(float));
+        trace_rows(rows[0].seq->trace, "embed", e, T, D);
+        free(e);
+    }
     for (int li = 0; li < c->n_layers; li++) block_forward(m, li, rows, T, H);
     for (int t = 0; t < T; t++)
         if (rows[t].seq->keep_streams)
@@ -357,7 +374,7 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
         float *sel = xmalloc((size_t)T * hc * D * sizeof(float));
         for (int t = 0; t < T; t++)
             if (!want || want[t]) memcpy(sel + (size_t)n++ * hc * D, H + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
-        if (n) head_forward(m, sel, n, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm, logits);
+        if (n) head_forward(m, sel, n, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm, logits, rows[0].seq->trace);
         free(sel);
     }
     free(H);
@@ -438,7 +455,7 @@ int dsv4_mtp_logits(dsv4_seq *s, const int32_t *next_ids, int n, float *out, cha
                 *h = rnd(ex, *h + ep[(size_t)t * D + d]);
             }
     block_forward(m, li, rows, n, H);
-    head_forward(m, H, n, l->hc_head_fn, l->hc_head_scale, l->hc_head_base, l->norm, out);
+    head_forward(m, H, n, l->hc_head_fn, l->hc_head_scale, l->hc_head_base, l->norm, out, NULL);
     s->mtp_pos += n;
     free(rows); free(e); free(ep); free(hs); free(H);
     return 0;

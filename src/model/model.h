@@ -14,6 +14,7 @@
 #include "num/linear.h"
 #include "num/pool.h"
 #include "model/wsource.h"
+#include "model/trace.h"
 
 /* A gated-pooling compressor (spec 4.4): main (d = head_dim) or indexer
  * (d = index_head_dim, rotate = Hadamard + FP4). */
@@ -89,6 +90,7 @@ struct dsv4_seq {
     /* final main-model streams of every position (for MTP), if kept */
     int keep_streams;
     float *streams;               /* [cap][hc][D] */
+    trace *trace;                 /* per-layer intermediates, or NULL */
 };
 
 /* Load from any weight source; takes ownership of src. */
@@ -96,6 +98,21 @@ dsv4_model *model_load_source(const dsv4_config *cfg, wsource src, const char *l
                               char *err, size_t errlen);
 /* The safetensors source for a model directory. */
 int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t errlen);
+
+/* Parameter and byte accounting (dsv4 info, dsv4 bench). */
+typedef struct model_account {
+    double params_total, params_active;      /* logical values (+ MTP in total) */
+    double params_embed, params_head, params_attn, params_compress, params_routed, params_shared,
+           params_gate, params_hc_norm, params_mtp;
+    double bytes_total;                      /* stored bytes of all tensors the model uses */
+    double bytes_per_token;                  /* decode at context 0, no MTP */
+    double bytes_layer_dense;                /* mean per main layer, without routed experts */
+    double bytes_expert;                     /* one routed expert (w1+w2+w3) */
+    double bytes_head;                       /* output head */
+    double kv_bytes_per_token;               /* cache growth per token (F32 cache) */
+    double kv_bytes_per_token_bf16;          /* the spec's figure for a BF16 cache */
+} model_account;
+void model_account_compute(const dsv4_model *m, model_account *a);
 
 /* Keep the final streams of every position in the sequence (for MTP). */
 void seq_keep_streams(dsv4_seq *s, int on);

@@ -127,6 +127,14 @@ static void st_close_src(void *ctx) {
     free(s);
 }
 
+static int st_inventory(void *ctx, long *n, size_t *bytes) {
+    st_source *s = ctx;
+    *n = s->set.n_tensors;
+    *bytes = 0;
+    for (int i = 0; i < s->set.n_tensors; i++) *bytes += s->set.tensors[i].nbytes;
+    return 0;
+}
+
 int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t errlen) {
     st_source *s = xcalloc(1, sizeof *s);
     if (st_open_dir(&s->set, dir, err, errlen)) {
@@ -136,6 +144,6 @@ int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t er
     }
     s->used = xcalloc((size_t)s->set.n_tensors + 1, 1);
     *out = (wsource){.ctx = s, .matrix = st_matrix, .vector = st_vector, .has = st_has,
-                     .unused = st_unused, .close = st_close_src};
+                     .unused = st_unused, .close = st_close_src, .inventory = st_inventory};
     return 0;
 }

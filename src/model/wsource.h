@@ -34,6 +34,9 @@ typedef struct wsource {
      * are reported by this (returns the first such name, or NULL). */
     const char *(*unused)(void *ctx);
     void (*close)(void *ctx);
+    /* Optional: number of tensors and their total stored bytes (for the
+     * inventory check of `dsv4 info`). */
+    int (*inventory)(void *ctx, long *n_tensors, size_t *bytes);
 } wsource;
 
 #endif

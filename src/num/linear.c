@@ -1,11 +1,226 @@
 /*
  * linear.c - dispatch of matrix products to the best kernel for the weight
- * format, the numeric mode and the CPU.  Until fast kernels exist every
- * mode runs the reference (num/linear_ref.c); FAST behaves as FP32.
+ * format, the numeric mode and the CPU, and the two work drivers of the
+ * fast kernels (num/kernels.h):
+ *
+ *   EXACT          always the reference (num/linear_ref.c): bit-exact by
+ *                  definition.
+ *   FP32           GEMV for T < kern_gemm_min_t tokens, else FP32 GEMM.
+ *                  Weights are dequantised exactly; only the summation
+ *                  order differs from the reference.
+ *   FAST           activations rounded to BF16 (FP8, FP4 and BF16 weights
+ *                  are exact in BF16), FP32 accumulation: for many tokens
+ *                  the GEMM uses BF16 dot products (vdpbf16ps), for few
+ *                  tokens the GEMV converts weights to FP32 in registers
+ *                  (decode is memory-bound: the math is free there) and
+ *                  sees the same rounded activations.  F32 weights, and
+ *                  CPUs without a BF16 dot product, keep FP32 numerics.
+ *
+ * Formats or shapes the fast kernels do not cover (GGUF block types, cols
+ * not a multiple of 64) go to the reference.
+ *
+ * Threads: GEMV splits rows evenly over the pool; GEMM hands out blocks of
+ * rows from an atomic counter, each worker dequantising a block x K-slice
+ * once into its own buffer and reusing it for every token.
  */
 #include "num/linear.h"
+#include "num/kernels.h"
+#include "num/numfmt.h"
+#include "num/pool.h"
+#include <stdatomic.h>
+#include <stdlib.h>
+
+int kern_gemm_min_t = 16;
+
+const kern_set *kern_for_isa(cpu_isa_level lvl) {
+    switch (lvl) {
+    case ISA_AVX512: return kern_avx512.gemv ? &kern_avx512 : &kern_c;
+    case ISA_AVX2: return kern_avx2.gemv ? &kern_avx2 : &kern_c;
+    default: return &kern_c;
+    }
+}
+
+int kern_supports(const dsv4_weight *w) {
+    if (!w || !w->data || w->rows <= 0 || w->cols <= 0 || w->cols % 64) return 0;
+    switch (w->type) {
+    case W_F32: case W_BF16: return 1;
+    case W_FP8: return w->scale && w->scale_cols >= (w->cols + 127) / 128;
+    case W_MXFP4: return w->scale && w->scale_cols >= w->cols / 32;
+    default: return 0;
+    }
+}
+
+/* ---- GEMV ----------------------------------------------------------------- */
+
+typedef struct {
+    const kern_set *ks;
+    kern_gemv_args a;
+} gemv_job;
+
+static void gemv_worker(void *arg, int tid, int nth) {
+    gemv_job *j = arg;
+    int lo, hi;
+    pool_range(j->a.w->rows, tid, nth, &lo, &hi);
+    if (lo < hi) j->ks->gemv(&j->a, lo, hi);
+}
+
+/* MXFP4 kernels pair low nibbles (even columns) with the first half of each
+ * 32-block and high nibbles with the second. */
+static float *deinterleave32(const float *x, int T, int K) {
+    float *xd = malloc((size_t)T * K * sizeof(float));
+    if (!xd) return NULL;
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < K; b += 32) {
+            const float *s = x + (size_t)t * K + b;
+            float *d = xd + (size_t)t * K + b;
+            for (int i = 0; i < 16; i++) { d[i] = s[2 * i]; d[16 + i] = s[2 * i + 1]; }
+        }
+    return xd;
+}
+
+static void run_gemv(const kern_set *ks, const dsv4_weight *w, const float *x, int T,
+                     float *y, dsv4_pool *pool) {
+    gemv_job j = {.ks = ks, .a = {.w = w, .x = x, .T = T, .y = y, .ldy = w->rows}};
+    float *xd = NULL;
+    if (w->type == W_MXFP4) {
+        xd = deinterleave32(x, T, w->cols);
+        if (!xd) { linear_ref(w, x, T, y, DSV4_MODE_FP32, 0, pool); return; }
+        j.a.xd = xd;
+    }
+    /* Small products are not worth waking the workers. */
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool) gemv_worker(&j, 0, 1);
+    else pool_run(pool, gemv_worker, &j);
+    free(xd);
+}
+
+/* ---- GEMM ----------------------------------------------------------------- */
+
+typedef struct {
+    const kern_set *ks;
+    const dsv4_weight *w;
+    const float *x;
+    const uint16_t *xb;      /* BF16 activations (bf16 mode) */
+    int T, bf16, rb, kc, ntasks;
+    float *y;
+    atomic_int next;
+} gemm_job;
+
+static void gemm_block(gemm_job *j, int r0, int n, void *wbuf) {
+    const kern_set *ks = j->ks;
+    int K = j->w->cols, rows = j->w->rows;
+    const void *xp[8];
+    float *cp[8];
+    for (int k0 = 0; k0 < K; k0 += j->kc) {
+        int kc = K - k0 < j->kc ? K - k0 : j->kc;
+        if (j->bf16) ks->deq_bf16(j->w, r0, n, k0, kc, wbuf);
+        else ks->deq_f32(j->w, r0, n, k0, kc, wbuf);
+        for (int t0 = 0; t0 < j->T; t0 += ks->tm) {
+            int ntok = j->T - t0 < ks->tm ? j->T - t0 : ks->tm;
+            for (int t = 0; t < ks->tm; t++) {
+                int tt = t0 + (t < ntok ? t : 0);
+                xp[t] = j->bf16 ? (const void *)(j->xb + (size_t)tt * K + k0)
+                                : (const void *)(j->x + (size_t)tt * K + k0);
+            }
+            for (int i0 = 0; i0 < n; i0 += ks->rm) {
+                int nrow = n - i0 < ks->rm ? n - i0 : ks->rm;
+                for (int t = 0; t < ks->tm; t++)
+                    cp[t] = j->y + (size_t)(t0 + (t < ntok ? t : 0)) * rows + r0 + i0;
+                if (j->bf16)
+                    ks->tile_bf16((const uint16_t *)wbuf + (size_t)i0 * kc, kc,
+                                  (const uint16_t *const *)xp, cp, nrow, ntok, k0 > 0);
+                else
+                    ks->tile_f32((const float *)wbuf + (size_t)i0 * kc, kc,
+                                 (const float *const *)xp, cp, nrow, ntok, k0 > 0);
+            }
+        }
+    }
+}
+
+static void gemm_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    gemm_job *j = arg;
+    void *wbuf = NULL;
+    for (;;) {
+        int task = atomic_fetch_add(&j->next, 1);
+        if (task >= j->ntasks) break;
+        if (!wbuf) {
+            wbuf = malloc((size_t)j->rb * j->kc * (j->bf16 ? 2 : 4));
+            if (!wbuf) abort();   /* a few hundred KiB */
+        }
+        int r0 = task * j->rb, n = j->w->rows - r0 < j->rb ? j->w->rows - r0 : j->rb;
+        gemm_block(j, r0, n, wbuf);
+    }
+    free(wbuf);
+}
+
+typedef struct { const float *x; uint16_t *xb; long n; } cvt_job;
+
+static void cvt_worker(void *arg, int tid, int nth) {
+    cvt_job *c = arg;
+    long q = c->n / nth, lo = tid * q, hi = tid == nth - 1 ? c->n : lo + q;
+    for (long i = lo; i < hi; i++) c->xb[i] = f32_to_bf16(c->x[i]);
+}
+
+static void run_gemm(const kern_set *ks, const dsv4_weight *w, const float *x, int T,
+                     float *y, int bf16, dsv4_pool *pool) {
+    int nth = pool_size(pool);
+    gemm_job j = {.ks = ks, .w = w, .x = x, .T = T, .y = y, .bf16 = bf16};
+    uint16_t *xb = NULL;
+    if (bf16) {
+        xb = malloc((size_t)T * w->cols * sizeof(uint16_t));
+        if (!xb) { j.bf16 = bf16 = 0; }
+        else {
+            cvt_job c = {x, xb, (long)T * w->cols};
+            if (pool && c.n >= 65536) pool_run(pool, cvt_worker, &c);
+            else cvt_worker(&c, 0, 1);
+            j.xb = xb;
+        }
+    }
+    /* K slice: the row block's buffer and a tile of tokens stay in cache. */
+    j.kc = bf16 ? 1024 : 512;
+    /* Row blocks: 64 rows, fewer when that would leave threads idle. */
+    int rb = 64;
+    while (rb > ks->rm && (w->rows + rb - 1) / rb < 2 * nth) rb /= 2;
+    if (rb < ks->rm) rb = ks->rm;
+    j.rb = rb;
+    j.ntasks = (w->rows + rb - 1) / rb;
+    atomic_init(&j.next, 0);
+    if (pool && nth > 1 && j.ntasks > 1) pool_run(pool, gemm_worker, &j);
+    else gemm_worker(&j, 0, 1);
+    free(xb);
+}
+
+void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
+                 int bf16, dsv4_pool *pool) {
+    int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
+    if (T >= kern_gemm_min_t) { run_gemm(ks, w, x, T, y, use_bf16, pool); return; }
+    if (!use_bf16) { run_gemv(ks, w, x, T, y, pool); return; }
+    /* FAST mode: the GEMV sees the same BF16-rounded activations as the
+     * GEMM, so that a prompt gives the same logits whether it is prefilled
+     * at once or token by token (up to summation order). */
+    size_t n = (size_t)T * w->cols;
+    float *xr = malloc(n * sizeof(float));
+    if (!xr) { run_gemv(ks, w, x, T, y, pool); return; }
+    for (size_t i = 0; i < n; i++) xr[i] = bf16_round(x[i]);
+    run_gemv(ks, w, xr, T, y, pool);
+    free(xr);
+}
+
+/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point (tuning, tests). */
+static void read_env_once(void) {
+    static int done;
+    if (done) return;
+    const char *e = getenv("DSV4_GEMM_MIN_T");
+    if (e && atoi(e) > 0) kern_gemm_min_t = atoi(e);
+    done = 1;
+}
 
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool) {
-    linear_ref(w, x, T, y, mode, flags, pool);
+    read_env_once();
+    if (mode == DSV4_MODE_EXACT || T <= 0 || !kern_supports(w)) {
+        linear_ref(w, x, T, y, mode, flags, pool);
+        return;
+    }
+    kern_linear(kern_for_isa(cpu_isa()), w, x, T, y, mode == DSV4_MODE_FAST, pool);
 }

@@ -1,0 +1,77 @@
+/*
+ * kernels.h - the fast matrix kernels behind linear() (num/linear.c), one
+ * set per ISA family (portable C, AVX2+FMA+F16C, AVX-512 with BF16).
+ *
+ * Two shapes of work:
+ *   GEMV  few tokens (decode, batched decode): every weight row is read
+ *         straight from the mmap, converted in registers and dotted with
+ *         up to 4 tokens at a time.  Memory-bound by design.
+ *   GEMM  many tokens (prefill): a block of weight rows x a K slice is
+ *         dequantised once into a small cache-resident buffer (FP32, or
+ *         BF16 in FAST mode) and reused by every token through a register
+ *         tile of RM rows x TM tokens.
+ *
+ * Supported by the fast paths: W_F32, W_BF16, W_FP8, W_MXFP4 with
+ * cols % 64 == 0 (FP8 additionally cols % 128 == 0 or a single partial
+ * block is fine: scales are looked up per 64 columns).  Everything else is
+ * left to linear_ref.
+ */
+#ifndef DSV4_KERNELS_H
+#define DSV4_KERNELS_H
+#include <stdint.h>
+#include "num/linear.h"
+#include "num/cpu.h"
+
+/* GEMV work description. */
+typedef struct {
+    const dsv4_weight *w;
+    const float *x;      /* T x K activations */
+    const float *xd;     /* MXFP4 only: x deinterleaved per 32-block:
+                            [16 even | 16 odd] values, T x K */
+    int T;
+    float *y;            /* y[t * ldy + r] */
+    int ldy;
+} kern_gemv_args;
+
+typedef struct {
+    const char *name;
+    /* y for rows [r0, r1), all T tokens (in groups of at most 4). */
+    void (*gemv)(const kern_gemv_args *a, int r0, int r1);
+    /* Dequantise rows [r0, r0+n) x cols [k0, k0+kc) row-major (stride kc),
+     * exact values; kc % 64 == 0, k0 % 64 == 0. */
+    void (*deq_f32)(const dsv4_weight *w, int r0, int n, int k0, int kc, float *out);
+    void (*deq_bf16)(const dsv4_weight *w, int r0, int n, int k0, int kc, uint16_t *out);
+    /* Dot-product register tile: for t < ntok, i < nrow:
+     *   c[t][i] (+)= sum_{k < kc} w[i*kc + k] * x[t][k]
+     * nrow <= rm, ntok <= tm; the x/c pointers of unused slots may repeat
+     * valid ones (they are read, never written). kc % 32 == 0. */
+    void (*tile_f32)(const float *w, int kc, const float *const *x, float *const *c,
+                     int nrow, int ntok, int accum);
+    void (*tile_bf16)(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
+                      int nrow, int ntok, int accum);   /* NULL: no BF16 dot */
+    int rm, tm;          /* register tile: rows x tokens */
+} kern_set;
+
+extern const kern_set kern_c, kern_avx2, kern_avx512;
+const kern_set *kern_for_isa(cpu_isa_level lvl);
+
+/* Whether the fast kernels handle this weight (format and shape). */
+int kern_supports(const dsv4_weight *w);
+
+/* Fast products used by linear() (num/linear.c); exposed for tests and
+ * benchmarks.  bf16 != 0: activations rounded to BF16 and BF16 dot
+ * products (FAST mode); otherwise FP32 numerics.  ks: kernel set. */
+void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
+                 int bf16, dsv4_pool *pool);
+/* Tokens from which linear() switches from GEMV to GEMM. */
+extern int kern_gemm_min_t;
+
+/* Probes (num/kernels_probe.c) for `dsv4 bench`. */
+/* Read bandwidth in GB/s: nthreads sum a buffer of `bytes` bytes `reps`
+ * times (best pass). */
+double kern_probe_bandwidth(dsv4_pool *pool, size_t bytes, int reps);
+/* Best GEMM rate (GFLOP/s) of the fastest tile kernel on an in-cache
+ * problem, all pool threads. */
+double kern_probe_gemm_peak(dsv4_pool *pool, int *bf16_used);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * kernels_avx512.c - the AVX-512 kernel set (F, BW, VL, DQ, BF16).  Every
+ * function carries its own target attribute; the file is compiled without
+ * -march and only called when cpu_isa() reports AVX-512 (num/cpu.c).
+ *
+ * Weight conversion in registers:
+ *   FP8 E4M3  sign-extend bytes to 16 bits, shift left 7 and mask 0xBF80:
+ *             that is the FP16 with the same sign/exponent/mantissa bits,
+ *             worth exactly 2^-8 times the E4M3 value (subnormals included);
+ *             vcvtph2ps then gives exact floats, and 2^8 is folded into the
+ *             block scale.
+ *   MXFP4     vpermps with the 16-entry E2M1 table (it uses the low 4 bits
+ *             of each index, so a nibble needs no masking).  Activations
+ *             are pre-split into even/odd columns per 32-block by the
+ *             caller, matching the low/high nibble order.
+ *   BF16      zero-extend to 32 bits, shift left 16.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "num/kernels.h"
+#include "num/kernels_common.h"
+#include "num/numfmt.h"
+#include <immintrin.h>
+#include <stdlib.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+
+INL __m512 cvt_bf16x16(const uint16_t *p) {
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+/* 32 E4M3 bytes -> two vectors of floats worth 2^-8 times the value. */
+INL void cvt_e4m3x32(const uint8_t *p, __m512 *w0, __m512 *w1) {
+    __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    h = _mm512_and_si512(_mm512_slli_epi16(h, 7), _mm512_set1_epi16((short)0xBF80));
+    *w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
+
+/* 16 MXFP4 bytes (32 values) -> even columns, odd columns (unscaled). */
+INL void cvt_e2m1x32(const uint8_t *p, __m512 tab, __m512 *lo, __m512 *hi) {
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    *lo = _mm512_permutexvar_ps(d, tab);
+    *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab);
+}
+
+INL __m512 e2m1_tab(void) { return _mm512_loadu_ps(e2m1_table); }
+
+/* ---- GEMV: one row, NT tokens (compile-time 1..4) ---------------------- */
+
+/* Four accumulators per token keep four independent FMA chains in flight;
+ * 64 columns per step. */
+#define GEMV_ROW(NAME, STEP_BODY)                                                       \
+INL void NAME(const kern_gemv_args *a, int r, int t0, const int NT) {                   \
+    const int K = a->w->cols;                                                           \
+    __m512 acc[4][4];                                                                   \
+    for (int t = 0; t < NT; t++)                                                        \
+        for (int j = 0; j < 4; j++) acc[t][j] = _mm512_setzero_ps();                    \
+    for (int k = 0; k < K; k += 64) {                                                   \
+        __m512 w0, w1, w2, w3;                                                          \
+        STEP_BODY                                                                       \
+        for (int t = 0; t < NT; t++) {                                                  \
+            const float *xt = XPTR + (size_t)(t0 + t) * K + k;                          \
+            acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[t][0]);            \
+            acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[t][1]);       \
+            acc[t][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xt + 32), acc[t][2]);       \
+            acc[t][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xt + 48), acc[t][3]);       \
+        }                                                                               \
+    }                                                                                   \
+    for (int t = 0; t < NT; t++) {                                                      \
+        __m512 s = _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),                   \
+                                 _mm512_add_ps(acc[t][2], acc[t][3]));                  \
+        a->y[(size_t)(t0 + t) * a->ldy + r] = _mm512_reduce_add_ps(s);                  \
+    }                                                                                   \
+}
+
+#define XPTR a->x
+GEMV_ROW(row_f32, {
+    const float *p = (const float *)a->w->data + (size_t)r * K + k;
+    _mm_prefetch((const char *)(p + 512), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 528), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 544), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 560), _MM_HINT_T0);
+    w0 = _mm512_loadu_ps(p); w1 = _mm512_loadu_ps(p + 16);
+    w2 = _mm512_loadu_ps(p + 32); w3 = _mm512_loadu_ps(p + 48);
+})
+GEMV_ROW(row_bf16, {
+    const uint16_t *p = (const uint16_t *)a->w->data + (size_t)r * K + k;
+    _mm_prefetch((const char *)(p + 1024), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 1056), _MM_HINT_T0);
+    w0 = cvt_bf16x16(p); w1 = cvt_bf16x16(p + 16);
+    w2 = cvt_bf16x16(p + 32); w3 = cvt_bf16x16(p + 48);
+})
+GEMV_ROW(row_fp8, {
+    const uint8_t *p = (const uint8_t *)a->w->data + (size_t)r * K + k;
+    const uint8_t *srow = a->w->scale + (size_t)(r >> 7) * a->w->scale_cols;
+    _mm_prefetch((const char *)(p + 2048), _MM_HINT_T0);
+    __m512 sv = _mm512_set1_ps(e8m0_table[srow[k >> 7]] * 256.0f);
+    cvt_e4m3x32(p, &w0, &w1);
+    cvt_e4m3x32(p + 32, &w2, &w3);
+    w0 = _mm512_mul_ps(w0, sv); w1 = _mm512_mul_ps(w1, sv);
+    w2 = _mm512_mul_ps(w2, sv); w3 = _mm512_mul_ps(w3, sv);
+})
+#undef XPTR
+#define XPTR a->xd
+GEMV_ROW(row_mxfp4, {
+    const uint8_t *p = (const uint8_t *)a->w->data + (size_t)r * (K / 2) + k / 2;
+    const uint8_t *srow = a->w->scale + (size_t)r * a->w->scale_cols;
+    _mm_prefetch((const char *)(p + 1024), _MM_HINT_T0);
+    __m512 tab = e2m1_tab();
+    __m512 s0 = _mm512_set1_ps(e8m0_table[srow[k >> 5]]);
+    __m512 s1 = _mm512_set1_ps(e8m0_table[srow[(k >> 5) + 1]]);
+    cvt_e2m1x32(p, tab, &w0, &w1);
+    cvt_e2m1x32(p + 16, tab, &w2, &w3);
+    w0 = _mm512_mul_ps(w0, s0); w1 = _mm512_mul_ps(w1, s0);
+    w2 = _mm512_mul_ps(w2, s1); w3 = _mm512_mul_ps(w3, s1);
+})
+#undef XPTR
+
+#define GEMV_DRIVER(NAME, ROW)                                                  \
+static TGT void NAME(const kern_gemv_args *a, int r0, int r1) {                 \
+    for (int r = r0; r < r1; r++)                                               \
+        for (int t0 = 0; t0 < a->T; t0 += 4) {                                  \
+            switch (a->T - t0) {                                                \
+            case 1: ROW(a, r, t0, 1); break;                                    \
+            case 2: ROW(a, r, t0, 2); break;                                    \
+            case 3: ROW(a, r, t0, 3); break;                                    \
+            default: ROW(a, r, t0, 4); break;                                   \
+            }                                                                   \
+        }                                                                       \
+}
+GEMV_DRIVER(gemv_f32, row_f32)
+GEMV_DRIVER(gemv_bf16, row_bf16)
+GEMV_DRIVER(gemv_fp8, row_fp8)
+GEMV_DRIVER(gemv_mxfp4, row_mxfp4)
+
+static TGT void v512_gemv(const kern_gemv_args *a, int r0, int r1) {
+    switch (a->w->type) {
+    case W_F32: gemv_f32(a, r0, r1); break;
+    case W_BF16: gemv_bf16(a, r0, r1); break;
+    case W_FP8: gemv_fp8(a, r0, r1); break;
+    case W_MXFP4: gemv_mxfp4(a, r0, r1); break;
+    default: break;
+    }
+}
+
+/* ---- dequantisation into GEMM buffers ----------------------------------- */
+
+/* 64 values of row r starting at column k (k % 64 == 0), exact floats. */
+INL void deq64(const dsv4_weight *w, int r, int k, __m512 *v) {
+    int K = w->cols;
+    switch (w->type) {
+    case W_F32: {
+        const float *p = (const float *)w->data + (size_t)r * K + k;
+        for (int j = 0; j < 4; j++) v[j] = _mm512_loadu_ps(p + 16 * j);
+        break;
+    }
+    case W_BF16: {
+        const uint16_t *p = (const uint16_t *)w->data + (size_t)r * K + k;
+        for (int j = 0; j < 4; j++) v[j] = cvt_bf16x16(p + 16 * j);
+        break;
+    }
+    case W_FP8: {
+        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * K + k;
+        const uint8_t *srow = w->scale + (size_t)(r >> 7) * w->scale_cols;
+        __m512 sv = _mm512_set1_ps(e8m0_table[srow[k >> 7]] * 256.0f);
+        cvt_e4m3x32(p, &v[0], &v[1]);
+        cvt_e4m3x32(p + 32, &v[2], &v[3]);
+        for (int j = 0; j < 4; j++) v[j] = _mm512_mul_ps(v[j], sv);
+        break;
+    }
+    default: {   /* W_MXFP4: interleave the even/odd lookups back */
+        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * (K / 2) + k / 2;
+        const uint8_t *srow = w->scale + (size_t)r * w->scale_cols;
+        __m512 tab = e2m1_tab();
+        const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        for (int b = 0; b < 2; b++) {
+            __m512 lo, hi, s = _mm512_set1_ps(e8m0_table[srow[(k >> 5) + b]]);
+            cvt_e2m1x32(p + 16 * b, tab, &lo, &hi);
+            lo = _mm512_mul_ps(lo, s); hi = _mm512_mul_ps(hi, s);
+            v[2 * b] = _mm512_permutex2var_ps(lo, ilo, hi);
+            v[2 * b + 1] = _mm512_permutex2var_ps(lo, ihi, hi);
+        }
+        break;
+    }
+    }
+}
+
+static TGT void v512_deq_f32(const dsv4_weight *w, int r0, int n, int k0, int kc, float *out) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < kc; k += 64) {
+            __m512 v[4];
+            deq64(w, r0 + i, k0 + k, v);
+            for (int j = 0; j < 4; j++) _mm512_storeu_ps(out + (size_t)i * kc + k + 16 * j, v[j]);
+        }
+}
+
+static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int kc, uint16_t *out) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < kc; k += 64) {
+            __m512 v[4];
+            deq64(w, r0 + i, k0 + k, v);
+            /* exact for FP8/FP4/BF16 values; F32 weights round to nearest even */
+            __m512bh b0 = _mm512_cvtne2ps_pbh(v[1], v[0]);
+            __m512bh b1 = _mm512_cvtne2ps_pbh(v[3], v[2]);
+            _mm512_storeu_si512((void *)(out + (size_t)i * kc + k), (__m512i)b0);
+            _mm512_storeu_si512((void *)(out + (size_t)i * kc + k + 32), (__m512i)b1);
+        }
+}
+
+/* ---- GEMM register tiles: 4 rows x 6 tokens ------------------------------ */
+
+#define RM 4
+#define TM 6
+
+static TGT void v512_tile_f32(const float *w, int kc, const float *const *x, float *const *c,
+                              int nrow, int ntok, int accum) {
+    __m512 acc[TM][RM];
+    for (int t = 0; t < TM; t++)
+        for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+    const float *w0 = w, *w1 = w + (nrow > 1 ? kc : 0), *w2 = w + (nrow > 2 ? 2 * kc : 0),
+                *w3 = w + (nrow > 3 ? 3 * kc : 0);
+    const float *x0 = x[0], *x1 = x[ntok > 1 ? 1 : 0], *x2 = x[ntok > 2 ? 2 : 0],
+                *x3 = x[ntok > 3 ? 3 : 0], *x4 = x[ntok > 4 ? 4 : 0], *x5 = x[ntok > 5 ? 5 : 0];
+    for (int k = 0; k < kc; k += 16) {
+        __m512 a0 = _mm512_loadu_ps(w0 + k), a1 = _mm512_loadu_ps(w1 + k);
+        __m512 a2 = _mm512_loadu_ps(w2 + k), a3 = _mm512_loadu_ps(w3 + k);
+#define ROW_T(T, XP) { __m512 b = _mm512_loadu_ps(XP + k);                   \
+        acc[T][0] = _mm512_fmadd_ps(a0, b, acc[T][0]);                        \
+        acc[T][1] = _mm512_fmadd_ps(a1, b, acc[T][1]);                        \
+        acc[T][2] = _mm512_fmadd_ps(a2, b, acc[T][2]);                        \
+        acc[T][3] = _mm512_fmadd_ps(a3, b, acc[T][3]); }
+        ROW_T(0, x0) ROW_T(1, x1) ROW_T(2, x2) ROW_T(3, x3) ROW_T(4, x4) ROW_T(5, x5)
+#undef ROW_T
+    }
+    for (int t = 0; t < ntok; t++)
+        for (int i = 0; i < nrow; i++) {
+            float s = _mm512_reduce_add_ps(acc[t][i]);
+            c[t][i] = accum ? c[t][i] + s : s;
+        }
+}
+
+static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const *x,
+                               float *const *c, int nrow, int ntok, int accum) {
+    __m512 acc[TM][RM];
+    for (int t = 0; t < TM; t++)
+        for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+    const uint16_t *w0 = w, *w1 = w + (nrow > 1 ? kc : 0), *w2 = w + (nrow > 2 ? 2 * kc : 0),
+                   *w3 = w + (nrow > 3 ? 3 * kc : 0);
+    const uint16_t *x0 = x[0], *x1 = x[ntok > 1 ? 1 : 0], *x2 = x[ntok > 2 ? 2 : 0],
+                   *x3 = x[ntok > 3 ? 3 : 0], *x4 = x[ntok > 4 ? 4 : 0], *x5 = x[ntok > 5 ? 5 : 0];
+    for (int k = 0; k < kc; k += 32) {
+        __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w0 + k));
+        __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w1 + k));
+        __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w2 + k));
+        __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w3 + k));
+#define ROW_T(T, XP) { __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(XP + k)); \
+        acc[T][0] = _mm512_dpbf16_ps(acc[T][0], a0, b);                        \
+        acc[T][1] = _mm512_dpbf16_ps(acc[T][1], a1, b);                        \
+        acc[T][2] = _mm512_dpbf16_ps(acc[T][2], a2, b);                        \
+        acc[T][3] = _mm512_dpbf16_ps(acc[T][3], a3, b); }
+        ROW_T(0, x0) ROW_T(1, x1) ROW_T(2, x2) ROW_T(3, x3) ROW_T(4, x4) ROW_T(5, x5)
+#undef ROW_T
+    }
+    for (int t = 0; t < ntok; t++)
+        for (int i = 0; i < nrow; i++) {
+            float s = _mm512_reduce_add_ps(acc[t][i]);
+            c[t][i] = accum ? c[t][i] + s : s;
+        }
+}
+
+const kern_set kern_avx512 = {
+    .name = "avx512",
+    .gemv = v512_gemv,
+    .deq_f32 = v512_deq_f32,
+    .deq_bf16 = v512_deq_bf16,
+    .tile_f32 = v512_tile_f32,
+    .tile_bf16 = v512_tile_bf16,
+    .rm = RM, .tm = TM,
+};
+#else
+#include "num/kernels.h"
+const kern_set kern_avx512 = {0};
+#endif

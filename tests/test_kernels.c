@@ -1,0 +1,220 @@
+/*
+ * test_kernels.c - every fast kernel (num/kernels_*.c) against the
+ * reference linear_ref on random weights of every supported format, for
+ * each ISA family the CPU has, GEMV and GEMM paths, row counts that are
+ * not multiples of the tiles, T = 1, 2, 3, 7, 64 tokens, with and without
+ * the thread pool.
+ *
+ * Error bound per output: |y - y_ref| <= tol * sum_k |w_k x_k| (+ tiny),
+ * tol 2e-6 for FP32 numerics, 8e-3 for BF16 activations (FAST mode).
+ */
+#include "check.h"
+#include "num/cpu.h"
+#include "num/kernels.h"
+#include "num/linear.h"
+#include "num/numfmt.h"
+#include "num/pool.h"
+#include <math.h>
+#include <stdint.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rndf(void) { return (float)((rnd() & 0xffffff) / 8388608.0 - 1.0); }
+
+typedef struct {
+    dsv4_weight w;
+    void *data;
+    uint8_t *scale;
+} test_weight;
+
+static test_weight make_weight(wtype t, int rows, int cols) {
+    test_weight tw = {0};
+    size_t n = (size_t)rows * cols;
+    tw.w.type = t; tw.w.rows = rows; tw.w.cols = cols; tw.w.name = "test";
+    switch (t) {
+    case W_F32: {
+        float *p = malloc(n * 4);
+        for (size_t i = 0; i < n; i++) p[i] = rndf();
+        tw.data = p;
+        break;
+    }
+    case W_BF16: {
+        uint16_t *p = malloc(n * 2);
+        for (size_t i = 0; i < n; i++) p[i] = f32_to_bf16(rndf() * 0.5f);
+        tw.data = p;
+        break;
+    }
+    case W_FP8: {
+        uint8_t *p = malloc(n);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t b;
+            do b = (uint8_t)rnd(); while ((b & 0x7f) == 0x7f);   /* no NaN */
+            p[i] = b;
+        }
+        tw.data = p;
+        tw.w.scale_cols = (cols + 127) / 128;
+        size_t ns = (size_t)((rows + 127) / 128) * tw.w.scale_cols;
+        tw.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) tw.scale[i] = (uint8_t)(120 + rnd() % 8);
+        break;
+    }
+    case W_MXFP4: {
+        uint8_t *p = malloc(n / 2);
+        for (size_t i = 0; i < n / 2; i++) p[i] = (uint8_t)rnd();
+        tw.data = p;
+        tw.w.scale_cols = cols / 32;
+        size_t ns = (size_t)rows * tw.w.scale_cols;
+        tw.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) tw.scale[i] = (uint8_t)(122 + rnd() % 8);
+        break;
+    }
+    default: break;
+    }
+    tw.w.data = tw.data;
+    tw.w.scale = tw.scale;
+    return tw;
+}
+
+static void free_weight(test_weight *tw) { free(tw->data); free(tw->scale); }
+
+/* sum_k |w_k x_k| for every output: the scale of rounding errors. */
+static void abs_dot(const dsv4_weight *w, const float *x, int T, double *out) {
+    float *row = malloc((size_t)w->cols * 4);
+    for (int r = 0; r < w->rows; r++) {
+        weight_row_f32(w, r, row);
+        for (int t = 0; t < T; t++) {
+            double s = 0;
+            for (int c = 0; c < w->cols; c++) s += fabs((double)row[c] * x[(size_t)t * w->cols + c]);
+            out[(size_t)t * w->rows + r] = s;
+        }
+    }
+    free(row);
+}
+
+static const char *tname(wtype t) {
+    switch (t) {
+    case W_F32: return "f32";
+    case W_BF16: return "bf16";
+    case W_FP8: return "fp8";
+    case W_MXFP4: return "mxfp4";
+    default: return "?";
+    }
+}
+
+/* Worst error relative to the bound over all outputs. */
+static double worst(const float *y, const float *ref, const double *ad, size_t n, double tol) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)y[i] - ref[i]) / (tol * ad[i] + 1e-30);
+        if (!(e == e)) return INFINITY;   /* NaN */
+        if (e > w) w = e;
+    }
+    return w;
+}
+
+static dsv4_pool *pool2;
+
+static void check_one(const kern_set *ks, wtype type, int rows, int cols, int T) {
+    test_weight tw = make_weight(type, rows, cols);
+    size_t ny = (size_t)T * rows;
+    float *x = malloc((size_t)T * cols * 4), *ref = malloc(ny * 4), *y = malloc(ny * 4);
+    double *ad = malloc(ny * sizeof(double));
+    for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = rndf() * 2.0f;
+    linear_ref(&tw.w, x, T, ref, DSV4_MODE_FP32, 0, NULL);
+    abs_dot(&tw.w, x, T, ad);
+    int saved = kern_gemm_min_t;
+    for (int path = 0; path < 2; path++) {          /* 0 GEMV, 1 GEMM */
+        kern_gemm_min_t = path ? 1 : 1 << 30;
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            for (int usepool = 0; usepool < 2; usepool++) {
+                for (size_t i = 0; i < ny; i++) y[i] = NAN;
+                kern_linear(ks, &tw.w, x, T, y, bf16, usepool ? pool2 : NULL);
+                int lowp = bf16 && ks->tile_bf16 && type != W_F32;
+                double tol = lowp ? 8e-3 : 2e-6;
+                double e = worst(y, ref, ad, ny, tol);
+                CHECK(e <= 1.0, "%s %s %dx%d T=%d %s%s%s: error %.3g x bound", ks->name, tname(type),
+                      rows, cols, T, path ? "gemm" : "gemv", bf16 ? " bf16" : "",
+                      usepool ? " pool" : "", e);
+            }
+        }
+    }
+    kern_gemm_min_t = saved;
+    free(x); free(ref); free(y); free(ad);
+    free_weight(&tw);
+}
+
+static const int shapes[][2] = {{1, 64}, {37, 128}, {130, 256}, {67, 320}, {300, 192}, {16, 1024}};
+static const int Ts[] = {1, 2, 3, 7, 64};
+
+static void run_set(cpu_isa_level lvl) {
+    const kern_set *ks = kern_for_isa(lvl);
+    const wtype types[] = {W_F32, W_BF16, W_FP8, W_MXFP4};
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++)
+                check_one(ks, types[ti], shapes[s][0], shapes[s][1], Ts[k]);
+}
+
+TEST(kernels_c) { run_set(ISA_C); }
+TEST(kernels_avx2) {
+    if (cpu_best_isa() < ISA_AVX2) { fprintf(stderr, "skip: no AVX2\n"); return; }
+    run_set(ISA_AVX2);
+}
+TEST(kernels_avx512) {
+    if (cpu_best_isa() < ISA_AVX512) { fprintf(stderr, "skip: no AVX-512 BF16\n"); return; }
+    run_set(ISA_AVX512);
+}
+
+/* linear(): EXACT stays the reference bit for bit; unsupported shapes and
+ * formats fall back to the reference; FP32/FAST go through the fast path
+ * of the current ISA and stay within bounds. */
+TEST(dispatch) {
+    test_weight tw = make_weight(W_FP8, 200, 256);
+    int T = 5;
+    float x[5 * 256], a[5 * 200], b[5 * 200];
+    for (int i = 0; i < T * 256; i++) x[i] = rndf();
+    linear(&tw.w, x, T, a, DSV4_MODE_EXACT, 0, pool2);
+    linear_ref(&tw.w, x, T, b, DSV4_MODE_EXACT, 0, NULL);
+    CHECK(!memcmp(a, b, sizeof a), "EXACT mode must be bit-identical to linear_ref");
+    free_weight(&tw);
+
+    test_weight odd = make_weight(W_BF16, 9, 96);   /* cols % 64 != 0 -> reference */
+    CHECK(!kern_supports(&odd.w), "96 columns are not for the fast kernels");
+    float xo[2 * 96], yo[2 * 9], ro[2 * 9];
+    for (int i = 0; i < 2 * 96; i++) xo[i] = rndf();
+    linear(&odd.w, xo, 2, yo, DSV4_MODE_FAST, 0, pool2);
+    linear_ref(&odd.w, xo, 2, ro, DSV4_MODE_FP32, 0, NULL);
+    CHECK(!memcmp(yo, ro, sizeof yo), "fallback equals the reference");
+    free_weight(&odd);
+
+    for (int lvl = 0; lvl <= (int)cpu_best_isa(); lvl++) {
+        CHECK(cpu_set_isa((cpu_isa_level)lvl) == (cpu_isa_level)lvl, "set isa %d", lvl);
+        test_weight m = make_weight(W_MXFP4, 70, 256);
+        float xm[20 * 256], ym[20 * 70], rm[20 * 70];
+        double ad[20 * 70];
+        for (int i = 0; i < 20 * 256; i++) xm[i] = rndf();
+        linear_ref(&m.w, xm, 20, rm, DSV4_MODE_FP32, 0, NULL);
+        abs_dot(&m.w, xm, 20, ad);
+        linear(&m.w, xm, 20, ym, DSV4_MODE_FP32, 0, pool2);
+        CHECK(worst(ym, rm, ad, 20 * 70, 2e-6) <= 1, "linear FP32 isa %d", lvl);
+        linear(&m.w, xm, 20, ym, DSV4_MODE_FAST, 0, pool2);
+        CHECK(worst(ym, rm, ad, 20 * 70, 8e-3) <= 1, "linear FAST isa %d", lvl);
+        free_weight(&m);
+    }
+    cpu_set_isa(cpu_best_isa());
+}
+
+int main(void) {
+    numfmt_init();
+    pool2 = pool_new(2);
+    fprintf(stderr, "cpu: %s; best kernel set %s\n", cpu_features_string(), cpu_isa_name(cpu_best_isa()));
+    RUN(kernels_c);
+    RUN(kernels_avx2);
+    RUN(kernels_avx512);
+    RUN(dispatch);
+    pool_free(pool2);
+    return check_summary();
+}
