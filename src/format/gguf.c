@@ -574,13 +574,9 @@ int gguf_writer_write(gguf_writer *w, const char *path, gguf_progress_fn progres
         if (t->fill) rc = t->fill(t->ctx, dst, (size_t)t->nbytes, err, errlen);
         else if (t->data) memcpy(dst, t->data, (size_t)t->nbytes);
         else memset(dst, 0, (size_t)t->nbytes);
-        /* the data is final: let the kernel write it back and drop it so a
-         * multi-GB conversion does not sit in our page cache share */
-        msync(dst - ((uintptr_t)dst & 4095), (size_t)t->nbytes + ((uintptr_t)dst & 4095), MS_ASYNC);
         done += t->nbytes;
         if (progress) progress(pctx, done, data_bytes, t->name);
     }
-    if (!rc && msync(map, total, MS_SYNC)) rc = errf(err, errlen, "%s: msync: %s", tmp, strerror(errno));
     munmap(map, total);
     if (!rc && rename(tmp, path)) rc = errf(err, errlen, "%s: rename: %s", path, strerror(errno));
     if (rc) unlink(tmp);
