@@ -9,19 +9,21 @@
 #include "format/gguf_model.h"
 #include "util/util.h"
 
-typedef struct { double t0; int quiet; int last_pct; } bar;
+typedef struct { double t0, last_t; int quiet; int last_pct; } bar;
 
 static void progress(void *ctx, uint64_t done, uint64_t total, const char *name) {
     bar *b = ctx;
     if (b->quiet) return;
     int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-    double el = now_sec() - b->t0;
+    double now = now_sec(), el = now - b->t0;
+    /* redraw when the percentage moves or twice a second, not per tensor */
+    if (pct == b->last_pct && now - b->last_t < 0.5 && done < total) return;
+    b->last_t = now;
     int width = 30, fill = pct * width / 100;
     char line[64];
     memset(line, '#', (size_t)fill); memset(line + fill, '.', (size_t)(width - fill)); line[width] = 0;
     fprintf(stderr, "\r[%s] %3d%% %7.1f/%.1f GiB %5.1fs %-40.40s", line, pct, (double)done / (1 << 30),
             (double)total / (1 << 30), el, name);
-    if (done == total) fputc('\n', stderr);
     b->last_pct = pct;
 }
 
@@ -49,13 +51,13 @@ int cmd_convert(int argc, char **argv) {
         else { fprintf(stderr, "dsv4 convert: unknown argument '%s'\n", a); usage(stderr); return 2; }
     }
     if (!dir || !out) { usage(stderr); return 2; }
-    bar b = {now_sec(), quiet, -1};
+    bar b = {now_sec(), 0, quiet, -1};
     char err[1024];
     if (gguf_convert(dir, out, type, tok, threads, progress, &b, err, sizeof err)) {
         if (!quiet) fputc('\n', stderr);
         fprintf(stderr, "dsv4 convert: %s\n", err);
         return 1;
     }
-    if (!quiet) fprintf(stderr, "wrote %s (%s) in %.1fs\n", out, type, now_sec() - b.t0);
+    if (!quiet) fprintf(stderr, "\nwrote %s (%s) in %.1fs\n", out, type, now_sec() - b.t0);
     return 0;
 }
