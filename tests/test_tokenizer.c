@@ -350,9 +350,9 @@ TEST(pretokenizer_matches_pcre2) {
 
 TEST(bpe_scan_equals_heap) {
     int bad = 0;
-    char w[64];
+    char w[TOK_SMALL_WORD];
     for (int iter = 0; iter < 3000; iter++) {
-        size_t n = 1 + rnd() % 64;
+        size_t n = 1 + rnd() % TOK_SMALL_WORD;
         int mode = rnd() % 3;
         for (size_t k = 0; k < n; k++)
             w[k] = mode == 0 ? (char)('a' + rnd() % 26) : mode == 1 ? (char)("aeiounst "[rnd() % 9]) : (char)rnd();
