@@ -212,6 +212,7 @@ dsv4_model *model_load_source(const dsv4_config *cfg, wsource src, const char *l
         if (extra) { L.failed = 1; errf(err, errlen, "%s: unexpected tensor '%s' (not part of the model the config describes)", label, extra); }
     }
     if (L.failed) { dsv4_model_free(m); return NULL; }
+    m->prof_s = xcalloc((size_t)c->n_layers + 2, sizeof(double));
     m->rope_freq_swa = rope_freqs(c, c->rope_theta, 0);
     m->rope_freq_comp = rope_freqs(c, c->compress_rope_theta, 1);
     dsv4_model_set_threads(m, 0);
@@ -254,6 +255,7 @@ void dsv4_model_free(dsv4_model *m) {
     free(m->layers);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    free(m->prof_s);
     free(m->rope_freq_swa);
     free(m->rope_freq_comp);
     if (m->src.close) m->src.close(m->src.ctx);

@@ -40,6 +40,10 @@ void rmsnorm(const float *x, const float *w, int n, float eps, float *y, int exa
 /* Rotate the interleaved pairs of x[0..rd) by angle pos*freq[i] (inverse:
  * by -pos*freq[i]). */
 void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact);
+/* The same with the cos/sin pairs of one position precomputed
+ * (rope_table fills cs[rd]: cos, sin interleaved). */
+void rope_table(const float *freq, int rd, int pos, float *cs);
+void rope_apply(float *x, int rd, const float *cs, int inverse, int exact);
 /* Normalised Walsh-Hadamard transform of n (power of two) values. */
 void hadamard(float *x, int n, int exact);
 /* Stable top-k: indices of the k largest scores, descending, ties to the
