@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include "cli/cli.h"
 #include "dsv4.h"
 #include "model/bench_fill.h"
@@ -37,8 +38,24 @@
 #define MAX_CTX_POINTS 16
 #define FLASH_LAYERS 43
 
+/* CPU seconds (user + system) of the whole process so far. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* 1-minute load average, to tell a busy machine from a slow engine. */
+static double loadavg(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) { if (fscanf(f, "%lf", &l) != 1) l = -1; fclose(f); }
+    return l;
+}
+
 typedef struct {
     int ctx;
+    double cpu_util;   /* CPU time / (wall time x threads) while timing */
     double tok_s, tok_s_min, tok_s_max, bytes_per_token, roofline, layer_ms, head_ms, flash_tok_s;
 } decode_point;
 
@@ -99,13 +116,16 @@ static int bench_decode(dsv4_model *m, dsv4_seq *s, int ctx, int random_fill, in
     float *logits = xmalloc((size_t)c->vocab_size * sizeof(float));
     double *t = xmalloc((size_t)ngen * sizeof(double));
     int32_t id = 17;
+    double cpu0 = 0, wall0 = 0;
     for (int i = 0; i < 2 + ngen; i++) {
+        if (i == 2) { cpu0 = cpu_seconds(); wall0 = now_sec(); }
         double t0 = now_sec();
         if (dsv4_forward(s, &id, 1, logits, 0, err, errlen)) { free(logits); free(t); return -1; }
         double dt = now_sec() - t0;
         if (i >= 2) t[i - 2] = dt;
         id = dsv4_argmax(logits, c->vocab_size);
     }
+    out->cpu_util = (cpu_seconds() - cpu0) / ((now_sec() - wall0) * m->n_threads);
     qsort(t, (size_t)ngen, sizeof(double), cmp_double);
     double med = ngen % 2 ? t[ngen / 2] : 0.5 * (t[ngen / 2 - 1] + t[ngen / 2]);
     out->ctx = ctx;
@@ -173,6 +193,7 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "bench: %s, %d layers, %d threads, kernels %s, mode %s\n", dir, c->n_layers, nth,
             cpu_isa_name(cpu_isa()), mode);
 
+    double load0 = loadavg();
     double bw = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5);
     fprintf(stderr, "bandwidth   %.2f GB/s (read, %d threads, %d MiB buffer)\n", bw, nth, bw_mb);
     int peak_bf16 = 0;
@@ -195,28 +216,30 @@ int cmd_bench(int argc, char **argv) {
             dsv4_seq_free(s); dsv4_model_free(m); return 1;
         }
         fprintf(stderr, "decode ctx %-6d %7.2f tok/s (min %.2f max %.2f)  %.3f GB/token  %5.1f%% of bandwidth  "
-                        "layer %.2f ms  head %.2f ms  -> Flash (%d layers) %.2f tok/s  [%.1f s]\n",
+                        "layer %.2f ms  head %.2f ms  -> Flash (%d layers) %.2f tok/s  cpu %.0f%%  [%.1f s]\n",
                 dp[i].ctx, dp[i].tok_s, dp[i].tok_s_min, dp[i].tok_s_max, dp[i].bytes_per_token / 1e9,
-                100 * dp[i].roofline, dp[i].layer_ms, dp[i].head_ms, FLASH_LAYERS, dp[i].flash_tok_s, now_sec() - t0);
+                100 * dp[i].roofline, dp[i].layer_ms, dp[i].head_ms, FLASH_LAYERS, dp[i].flash_tok_s,
+                100 * dp[i].cpu_util, now_sec() - t0);
     }
 
-    double pf_tok_s = 0, pf_gflops = 0;
+    double pf_tok_s = 0, pf_gflops = 0, pf_cpu = 0;
     if (prompt > 0) {
         int32_t *ids = xmalloc((size_t)prompt * sizeof(int32_t));
         for (int i = 0; i < prompt; i++) ids[i] = (int32_t)((i * 2654435761u) % (unsigned)c->vocab_size);
         float *logits = xmalloc((size_t)c->vocab_size * sizeof(float));
         dsv4_seq_reset(s);
-        double t0 = now_sec();
+        double t0 = now_sec(), c0 = cpu_seconds();
         int rc = dsv4_forward(s, ids, prompt, logits, 0, err, sizeof err);
         double dt = now_sec() - t0;
+        pf_cpu = (cpu_seconds() - c0) / (dt * nth);
         free(ids); free(logits);
         if (rc) { fprintf(stderr, "dsv4 bench: prefill: %s\n", err); dsv4_seq_free(s); dsv4_model_free(m); return 1; }
         /* matmul FLOPs: every active weight once per token, the head once */
         double flops = 2.0 * (A.params_active - A.params_head) * prompt + 2.0 * A.params_head;
         pf_tok_s = prompt / dt;
         pf_gflops = flops / dt / 1e9;
-        fprintf(stderr, "prefill %d  %.2f tok/s  %.1f GFLOP/s (%.1f%% of GEMM peak)  [%.1f s]\n", prompt, pf_tok_s,
-                pf_gflops, 100 * pf_gflops / peak, dt);
+        fprintf(stderr, "prefill %d  %.2f tok/s  %.1f GFLOP/s (%.1f%% of GEMM peak)  cpu %.0f%%  [%.1f s]\n", prompt,
+                pf_tok_s, pf_gflops, 100 * pf_gflops / peak, 100 * pf_cpu, dt);
     }
     double rss = peak_rss_mb();
     fprintf(stderr, "peak RSS %.0f MB\n", rss);
@@ -227,14 +250,15 @@ int cmd_bench(int argc, char **argv) {
         printf(" \"bandwidth_gbs\": %.3f,\n \"decode\": [", bw);
         for (int i = 0; i < nctx; i++)
             printf("%s\n  {\"ctx\": %d, \"tok_s\": %.4f, \"tok_s_min\": %.4f, \"tok_s_max\": %.4f, \"bytes_per_token\": %.0f, "
-                   "\"roofline_fraction\": %.4f, \"layer_ms\": %.4f, \"head_ms\": %.4f, \"flash_equiv_tok_s\": %.4f}",
+                   "\"roofline_fraction\": %.4f, \"layer_ms\": %.4f, \"head_ms\": %.4f, \"flash_equiv_tok_s\": %.4f, "
+                   "\"cpu_util\": %.3f}",
                    i ? "," : "", dp[i].ctx, dp[i].tok_s, dp[i].tok_s_min, dp[i].tok_s_max, dp[i].bytes_per_token,
-                   dp[i].roofline, dp[i].layer_ms, dp[i].head_ms, dp[i].flash_tok_s);
+                   dp[i].roofline, dp[i].layer_ms, dp[i].head_ms, dp[i].flash_tok_s, dp[i].cpu_util);
         printf("],\n \"prefill\": {\"tokens\": %d, \"tok_s\": %.4f, \"gflops\": %.3f, \"gemm_peak_gflops\": %.3f, "
-               "\"gemm_peak_kernel\": \"%s\"},\n",
-               prompt, pf_tok_s, pf_gflops, peak, peak_bf16 ? "bf16" : "fp32");
-        printf(" \"bytes_per_token_ctx0\": %.0f, \"params_active\": %.0f, \"rss_mb\": %.1f}\n", A.bytes_per_token,
-               A.params_active, rss);
+               "\"gemm_peak_kernel\": \"%s\", \"cpu_util\": %.3f},\n",
+               prompt, pf_tok_s, pf_gflops, peak, peak_bf16 ? "bf16" : "fp32", pf_cpu);
+        printf(" \"bytes_per_token_ctx0\": %.0f, \"params_active\": %.0f, \"loadavg_start\": %.2f, \"loadavg_end\": %.2f, "
+               "\"rss_mb\": %.1f}\n", A.bytes_per_token, A.params_active, load0, loadavg(), rss);
     }
     dsv4_seq_free(s);
     dsv4_model_free(m);

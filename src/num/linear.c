@@ -318,12 +318,15 @@ void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T
     else run_gemv(ks, w, x, T, y, pool);
 }
 
-/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point (tuning, tests). */
+/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point, DSV4_BATCH_INVARIANT=0
+ * turns the few-token path back to the plain GEMV (tuning, benchmarks). */
 static void read_env_once(void) {
     static int done;
     if (done) return;
     const char *e = getenv("DSV4_GEMM_MIN_T");
     if (e && atoi(e) > 0) kern_gemm_min_t = atoi(e);
+    e = getenv("DSV4_BATCH_INVARIANT");
+    if (e && *e == '0') kern_batch_invariant = 0;
     done = 1;
 }
 
