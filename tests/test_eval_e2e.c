@@ -44,7 +44,7 @@ static const char *script_text =
     "{\"match\":\"weather\",\"turn\":2,\"response\":{\"content\":\"68 F\",\"ttft_ms\":10,\"itl_ms\":25," U "}},"
     "{\"match\":\"err case\",\"responses\":[{\"status\":500,\"body\":\"{\\\"error\\\":{\\\"message\\\":\\\"boom\\\"}}\"},"
     "{\"content\":\"a b\",\"malformed\":true," U "},{\"content\":\"fine\",\"ttft_ms\":10," U "}]},"
-    "{\"match\":\"slow case\",\"response\":{\"hang_ms\":2000,\"content\":\"x\"}},"
+    "{\"match\":\"slow case\",\"response\":{\"hang_ms\":4000,\"content\":\"x\"}},"
     "{\"match\":\"trunc case\",\"responses\":[{\"content\":\"x y\",\"truncate\":true},{\"refusal\":\"I cannot help\"," U "},"
     "{\"content\":\"ok\",\"ttft_ms\":10," U "}]}"
     "]}";
@@ -64,7 +64,7 @@ static void options(eval_options *o, const char *out) {
     o->n_levels = 1;
     o->max_attempts = 3;
     o->warmup = 1;
-    o->timeout_s = 0.6;   /* above the slowest scripted answer (500 ms), below the hang */
+    o->timeout_s = 1.5;   /* well above the slowest scripted answer (500 ms), below the hang */
     o->out_dir = out;
 }
 
@@ -116,7 +116,7 @@ TEST(scripted_run) {
      * 400, 500 ms.  Nearest rank: p50 = rank 7 = 10 ms, p95 = p99 = rank
      * 13 = 500 ms. */
     json_t *tt = json_object_get(json_object_get(g, "latency"), "ttft_ms");
-    double tol = 60;
+    double tol = 150;   /* scheduling on a loaded machine; the lower bounds are exact */
     CHECK(json_integer_value(json_object_get(tt, "n")) == 13, "successful requests %lld", (long long)json_integer_value(json_object_get(tt, "n")));
     double p50 = json_real_value(json_object_get(tt, "p50")), p95 = json_real_value(json_object_get(tt, "p95"));
     CHECK(p50 >= 10 && p50 < 10 + tol, "TTFT p50 %.3f ms", p50);
@@ -125,7 +125,9 @@ TEST(scripted_run) {
     CHECK(p99 == mx, "p99 of 13 values is the maximum");
     json_t *itl = json_object_get(json_object_get(g, "latency"), "itl_ms");
     double i50 = json_real_value(json_object_get(itl, "p50"));
-    CHECK(json_integer_value(json_object_get(itl, "n")) == 1 && i50 >= 25 && i50 < 25 + tol, "ITL p50 %.3f ms", i50);
+    /* A gap between two chunks is seen by the client with jitter both
+     * ways (a late first chunk shortens it). */
+    CHECK(json_integer_value(json_object_get(itl, "n")) == 1 && i50 >= 15 && i50 < 25 + tol, "ITL p50 %.3f ms", i50);
     /* Cost: input 1400 tokens x $1/M + output 143 tokens x $2/M = $0.001686
      * (failed requests without usage count their streamed chunks). */
     json_t *c = json_object_get(g, "cost");
@@ -243,6 +245,7 @@ TEST(interrupt_then_resume) {
     options(&o, out);
     o.levels[0] = 1;
     o.warmup = 0;
+    o.timeout_s = 0.3;   /* only completeness is checked here */
     pthread_t th;
     pthread_create(&th, NULL, interrupter, NULL);
     int rc = eval_run(&o, &suite, err, sizeof err);

@@ -240,7 +240,7 @@ static void prefill_decode_equivalence(dsv4_mode mode, double tol) {
 
 TEST(prefill_decode_equivalence_fp32) { prefill_decode_equivalence(DSV4_MODE_FP32, 1e-5); }
 TEST(prefill_decode_equivalence_exact) { prefill_decode_equivalence(DSV4_MODE_EXACT, 0.0); }
-TEST(prefill_decode_equivalence_fast) { prefill_decode_equivalence(DSV4_MODE_FAST, 1e-3); }
+TEST(prefill_decode_equivalence_fast) { prefill_decode_equivalence(DSV4_MODE_FAST, 2e-2); }
 
 /* Two sequences on one model do not interfere; batched decode equals
  * separate decode. */

@@ -41,7 +41,8 @@ static void usage(FILE *f) {
 "  --list                     print the expanded items and exit\n"
 "Load and policy:\n"
 "  --concurrency C[,C...]     concurrency levels (default 1); each runs the whole suite\n"
-"  --request-rate R           start at most R requests/s (default: unpaced)\n"
+"  --request-rate R[,R...]    request rates (requests/s started, evenly spaced); each level\n"
+"                             runs the suite at every rate (default: unpaced)\n"
 "  --warmup N                 warm-up requests per endpoint and level, excluded (default 1)\n"
 "  --retries N                retry a failed item up to N more times (default 2)\n"
 "  --max-attempts N           the same as --retries N-1\n"
@@ -228,13 +229,28 @@ int cmd_eval(int argc, char **argv) {
             else if (!strcmp(a, "--max-context")) o.max_context = (int)n;
             else port = (int)n;
         }
-        else if (!strcmp(a, "--timeout") || !strcmp(a, "--request-rate")) {
+        else if (!strcmp(a, "--request-rate")) {
+            const char *v = NEXT();
+            if (!v) return 2;
+            o.n_rates = 0;
+            for (const char *p = v; *p;) {
+                char *end;
+                double d = strtod(p, &end);
+                if (end == p || d <= 0 || o.n_rates == EVAL_MAX_LEVELS || (*end && *end != ',')) {
+                    fprintf(stderr, "dsv4 eval: --request-rate: bad list \"%s\"\n", v);
+                    return 2;
+                }
+                o.rates[o.n_rates++] = d;
+                p = *end ? end + 1 : end;
+            }
+        }
+        else if (!strcmp(a, "--timeout")) {
             const char *v = NEXT();
             if (!v) return 2;
             char *end;
             double d = strtod(v, &end);
             if (*end || d < 0) { fprintf(stderr, "dsv4 eval: %s: bad number \"%s\"\n", a, v); return 2; }
-            if (!strcmp(a, "--timeout")) o.timeout_s = d; else o.request_rate = d;
+            o.timeout_s = d;
         }
         else if (!strcmp(a, "--concurrency")) {
             const char *v = NEXT();
@@ -303,9 +319,9 @@ int cmd_eval(int argc, char **argv) {
         if (!e->name[0]) default_name(e);
         for (int j = 0; j < i; j++)
             if (!strcmp(o.ep[j].name, e->name)) {
-                char n2[64];
-                snprintf(n2, sizeof n2, "%.56s#%d", e->name, i + 1);
-                snprintf(e->name, sizeof e->name, "%s", n2);
+                char base[48];
+                snprintf(base, sizeof base, "%s", e->name);
+                snprintf(e->name, sizeof e->name, "%s#%d", base, i + 1);
             }
     }
     if (rc) { eval_suite_free(&suite); return rc; }
@@ -328,7 +344,7 @@ int cmd_eval(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     if (!quiet)
         fprintf(stderr, "dsv4 eval: %zu items x %d endpoint(s) x %d level(s), up to %d attempt(s) each\n", suite.n_items, o.n_ep,
-                o.n_levels, o.max_attempts);
+                o.n_levels * (o.n_rates ? o.n_rates : 1), o.max_attempts);
     int run = eval_run(&o, &suite, err, sizeof err);
     if (run < 0) { fprintf(stderr, "dsv4 eval: %s\n", err); eval_suite_free(&suite); return 1; }
     rc = finish(&o, suite.name, quiet);

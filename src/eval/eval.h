@@ -49,7 +49,8 @@ typedef struct {
     int n_ep;
     int levels[EVAL_MAX_LEVELS];  /* concurrency levels */
     int n_levels;
-    double request_rate;          /* requests/s started, 0 = as fast as possible */
+    double rates[EVAL_MAX_LEVELS];/* request rates (requests/s started); none = unpaced */
+    int n_rates;
     int max_attempts;             /* 1 + retries */
     int warmup;                   /* requests per (endpoint, level) excluded */
     double timeout_s;             /* per HTTP request */

@@ -6,10 +6,10 @@
  */
     .section .rodata
     .global eval_default_suite_text
-    .type eval_default_suite_text, @object
+    .type eval_default_suite_text, %object
     .balign 16
 eval_default_suite_text:
     .incbin "eval/suites/default.jsonl"
     .byte 0
     .size eval_default_suite_text, . - eval_default_suite_text
-    .section .note.GNU-stack,"",@progbits
+    .section .note.GNU-stack,"",%progbits

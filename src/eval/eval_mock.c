@@ -8,8 +8,8 @@
  * A request's text is all its message contents joined by newlines; the
  * first rule whose regex matches (and, when "turn" is given, whose number
  * of tool messages so far equals K) answers.  A rule's n-th matching
- * request gets responses[n] (the last one repeats), which is how retries
- * are scripted.  A response R:
+ * request gets responses[n] (the last one repeats, or with "cycle": true
+ * they start over), which is how retries are scripted.  A response R:
  *   "content": "text with $1..$9 from the regex captures"
  *   "chunks": N            split content into N chunks (default: per word)
  *   "ttft_ms", "itl_ms"    delay before the first chunk / between chunks
@@ -299,7 +299,8 @@ static json_t *choose(eval_mock *m, json_t *req, char **caps, int *ncaps) {
         json_object_set_new(m->counters, key, json_integer(n + 1));
         pthread_mutex_unlock(&m->mu);
         size_t sz = json_array_size(resps);
-        chosen = sz ? json_array_get(resps, (size_t)n < sz ? (size_t)n : sz - 1) : NULL;
+        if (sz && json_is_true(json_object_get(rule, "cycle"))) chosen = json_array_get(resps, (size_t)n % sz);
+        else chosen = sz ? json_array_get(resps, (size_t)n < sz ? (size_t)n : sz - 1) : NULL;
         break;
     }
     free(text);

@@ -74,7 +74,10 @@ static const char *str(json_t *o, const char *k) {
 }
 
 static void group_label(json_t *g, char *buf, size_t n) {
-    snprintf(buf, n, "%s c=%d", str(g, "endpoint"), (int)num(g, "concurrency"));
+    if (num(g, "request_rate") > 0)
+        snprintf(buf, n, "%s c=%d r=%g/s", str(g, "endpoint"), (int)num(g, "concurrency"), num(g, "request_rate"));
+    else
+        snprintf(buf, n, "%s c=%d", str(g, "endpoint"), (int)num(g, "concurrency"));
 }
 
 static double nice_max(double v) {
@@ -225,7 +228,8 @@ static void cdf_chart(out *o, json_t *groups, json_t *records, const char *field
         size_t i; json_t *r;
         json_array_foreach(records, i, r) {
             if (strcmp(str(r, "type"), "request") || json_is_true(json_object_get(r, "warmup"))) continue;
-            if (strcmp(str(r, "ep"), str(g, "endpoint")) || num(r, "conc") != num(g, "concurrency")) continue;
+            if (strcmp(str(r, "ep"), str(g, "endpoint")) || num(r, "conc") != num(g, "concurrency") ||
+                num(r, "rate") != num(g, "request_rate")) continue;
             if (strcmp(str(r, "error_kind"), "ok") || !json_is_number(json_object_get(r, field))) continue;
             if (n == cap) { cap *= 2; v = xrealloc(v, cap * sizeof *v); }
             v[n++] = num(r, field);
@@ -271,9 +275,9 @@ static void cell_usd(out *o, json_t *cost, const char *key) {
 }
 
 static void summary_table(out *o, json_t *groups) {
-    put(o, "<table><tr><th>endpoint</th><th>conc.</th><th>requests</th><th>errors</th><th>TTFT p50 / p95 / p99 ms</th>"
+    ps(o, "<table><tr><th>endpoint</th><th>conc.</th><th>rate /s</th><th>requests</th><th>errors</th><th>TTFT p50 / p95 / p99 ms</th>"
            "<th>ITL p50 ms</th><th>E2E p50 / p95 / p99 ms</th><th>tok/s p50</th><th>accepted 1st try</th><th>accepted w/ retries</th>"
-           "<th>JSON valid</th><th>schema valid</th><th>tool chains ok</th><th>cost / accepted (1st try)</th><th>cost / accepted (retries)</th><th>total cost</th></tr>\n", 0);
+           "<th>JSON valid</th><th>schema valid</th><th>tool chains ok</th><th>cost / accepted (1st try)</th><th>cost / accepted (retries)</th><th>total cost</th></tr>\n");
     size_t i; json_t *g;
     json_array_foreach(groups, i, g) {
         long long errs = 0;
@@ -281,9 +285,12 @@ static void summary_table(out *o, json_t *groups) {
         json_object_foreach(json_object_get(g, "errors"), k, v) errs += json_integer_value(v);
         ps(o, "<tr><td>");
         esc(o, str(g, "endpoint"));
-        pf(o, "</td><td>%d</td><td>%d</td><td>%lld</td><td>%.1f / %.1f / %.1f</td><td>%.2f</td><td>%.1f / %.1f / %.1f</td><td>%.1f</td>"
+        char rate[16];
+        if (num(g, "request_rate") > 0) snprintf(rate, sizeof rate, "%g", num(g, "request_rate"));
+        else snprintf(rate, sizeof rate, "-");
+        pf(o, "</td><td>%d</td><td>%s</td><td>%d</td><td>%lld</td><td>%.1f / %.1f / %.1f</td><td>%.2f</td><td>%.1f / %.1f / %.1f</td><td>%.1f</td>"
               "<td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>",
-           (int)num(g, "concurrency"), (int)num(g, "requests"), errs,
+           (int)num(g, "concurrency"), rate, (int)num(g, "requests"), errs,
            num(g, "latency.ttft_ms.p50"), num(g, "latency.ttft_ms.p95"), num(g, "latency.ttft_ms.p99"), num(g, "latency.itl_ms.p50"),
            num(g, "latency.e2e_ms.p50"), num(g, "latency.e2e_ms.p95"), num(g, "latency.e2e_ms.p99"), num(g, "latency.tok_s.p50"),
            100 * num(g, "acceptance.rate_first"), 100 * num(g, "acceptance.rate"), 100 * num(g, "json.valid_rate"),
@@ -486,7 +493,7 @@ int eval_write_report(const char *path, json_t *summary, json_t *records, char *
 
 void eval_print_table(FILE *f, json_t *summary) {
     json_t *groups = json_object_get(summary, "groups");
-    fprintf(f, "%-22s %4s %5s %4s %21s %21s %7s %7s %7s %14s %14s\n", "endpoint", "conc", "reqs", "err",
+    fprintf(f, "%-22s %4s %5s %5s %4s %21s %21s %7s %7s %7s %14s %14s\n", "endpoint", "conc", "rate", "reqs", "err",
             "TTFT p50/p95/p99 ms", "E2E p50/p95/p99 ms", "tok/s", "acc1st", "accRet", "$/acc 1st", "$/acc retries");
     size_t i; json_t *g;
     json_array_foreach(groups, i, g) {
@@ -499,8 +506,11 @@ void eval_print_table(FILE *f, json_t *summary) {
         json_t *c = json_object_get(g, "cost");
         const char *p1 = json_string_value(json_object_get(c, "per_accepted_first_try_usd"));
         const char *p2 = json_string_value(json_object_get(c, "per_accepted_usd"));
-        fprintf(f, "%-22.22s %4d %5d %4lld %21s %21s %7.1f %6.1f%% %6.1f%% %14s %14s\n", str(g, "endpoint"), (int)num(g, "concurrency"),
-                (int)num(g, "requests"), errs, ttft, e2e, num(g, "latency.tok_s.p50"), 100 * num(g, "acceptance.rate_first"),
+        char rate[16];
+        if (num(g, "request_rate") > 0) snprintf(rate, sizeof rate, "%g", num(g, "request_rate"));
+        else snprintf(rate, sizeof rate, "-");
+        fprintf(f, "%-22.22s %4d %5s %5d %4lld %21s %21s %7.1f %6.1f%% %6.1f%% %14s %14s\n", str(g, "endpoint"), (int)num(g, "concurrency"),
+                rate, (int)num(g, "requests"), errs, ttft, e2e, num(g, "latency.tok_s.p50"), 100 * num(g, "acceptance.rate_first"),
                 100 * num(g, "acceptance.rate"), p1 ? p1 : "-", p2 ? p2 : "-");
     }
 }

@@ -32,6 +32,7 @@ typedef struct {
     const eval_suite *s;
     const eval_endpoint *ep;
     int conc;
+    double rate;            /* requests/s, 0 = unpaced */
     FILE *rec;
     pthread_mutex_t mu;
     size_t *todo, n_todo, next;
@@ -62,6 +63,7 @@ static json_t *request_record(group *g, const eval_item *it, int attempt, int tu
     json_object_set_new(j, "type", json_string("request"));
     json_object_set_new(j, "ep", json_string(g->ep->name));
     json_object_set_new(j, "conc", json_integer(g->conc));
+    if (g->rate > 0) json_object_set_new(j, "rate", json_real(g->rate));
     json_object_set_new(j, "key", json_string(it->key));
     json_object_set_new(j, "template", json_string(it->template_id));
     json_object_set_new(j, "attempt", json_integer(attempt));
@@ -94,11 +96,11 @@ static json_t *request_record(group *g, const eval_item *it, int attempt, int tu
 /* ---- one request ------------------------------------------------------------- */
 
 static void pace(group *g) {
-    if (g->o->request_rate <= 0) return;
+    if (g->rate <= 0) return;
     pthread_mutex_lock(&g->mu);
     double now = now_sec();
     double at = g->next_start > now ? g->next_start : now;
-    g->next_start = at + 1.0 / g->o->request_rate;
+    g->next_start = at + 1.0 / g->rate;
     pthread_mutex_unlock(&g->mu);
     double wait = at - now_sec();
     if (wait > 0) {
@@ -275,6 +277,7 @@ static void run_item(group *g, const eval_item *it) {
     json_object_set_new(rec, "type", json_string("item"));
     json_object_set_new(rec, "ep", json_string(g->ep->name));
     json_object_set_new(rec, "conc", json_integer(g->conc));
+    if (g->rate > 0) json_object_set_new(rec, "rate", json_real(g->rate));
     json_object_set_new(rec, "key", json_string(it->key));
     json_object_set_new(rec, "template", json_string(it->template_id));
     json_object_set_new(rec, "category", json_string(it->category));
@@ -373,8 +376,8 @@ static void warm_up(group *g) {
 
 /* ---- resume ------------------------------------------------------------------------ */
 
-static void done_key(char *buf, size_t n, const char *ep, long long conc, const char *key) {
-    snprintf(buf, n, "%s|%lld|%s", ep, conc, key);
+static void done_key(char *buf, size_t n, const char *ep, long long conc, double rate, const char *key) {
+    snprintf(buf, n, "%s|%lld|%g|%s", ep, conc, rate, key);
 }
 
 /* Keep the records of finished items (and warm-up / run records), drop the
@@ -389,7 +392,7 @@ static json_t *prepare_resume(const char *path, char *err, size_t errlen) {
     json_array_foreach(recs, i, r) {
         if (strcmp(json_string_value(json_object_get(r, "type")) ? json_string_value(json_object_get(r, "type")) : "", "item")) continue;
         done_key(k, sizeof k, json_string_value(json_object_get(r, "ep")) ? json_string_value(json_object_get(r, "ep")) : "",
-                 (long long)json_integer_value(json_object_get(r, "conc")),
+                 (long long)json_integer_value(json_object_get(r, "conc")), json_number_value(json_object_get(r, "rate")),
                  json_string_value(json_object_get(r, "key")) ? json_string_value(json_object_get(r, "key")) : "");
         json_object_set_new(done, k, json_true());
     }
@@ -401,7 +404,7 @@ static json_t *prepare_resume(const char *path, char *err, size_t errlen) {
         const char *type = json_string_value(json_object_get(r, "type"));
         if (type && !strcmp(type, "request") && !json_is_true(json_object_get(r, "warmup"))) {
             done_key(k, sizeof k, json_string_value(json_object_get(r, "ep")) ? json_string_value(json_object_get(r, "ep")) : "",
-                     (long long)json_integer_value(json_object_get(r, "conc")),
+                     (long long)json_integer_value(json_object_get(r, "conc")), json_number_value(json_object_get(r, "rate")),
                      json_string_value(json_object_get(r, "key")) ? json_string_value(json_object_get(r, "key")) : "");
             if (!json_object_get(done, k)) continue;
         }
@@ -427,25 +430,29 @@ int eval_run(const eval_options *o, const eval_suite *s, char *err, size_t errle
 
     size_t total_all = 0, done_all = 0;
     char k[512];
+    int n_rates = o->n_rates > 0 ? o->n_rates : 1;
     for (int e = 0; e < o->n_ep; e++)
         for (int l = 0; l < o->n_levels; l++)
-            for (size_t i = 0; i < s->n_items; i++) {
-                total_all++;
-                done_key(k, sizeof k, o->ep[e].name, o->levels[l], s->items[i].key);
-                done_all += json_object_get(done, k) != NULL;
-            }
+            for (int q = 0; q < n_rates; q++)
+                for (size_t i = 0; i < s->n_items; i++) {
+                    total_all++;
+                    done_key(k, sizeof k, o->ep[e].name, o->levels[l], o->n_rates ? o->rates[q] : 0, s->items[i].key);
+                    done_all += json_object_get(done, k) != NULL;
+                }
 
     int interrupted = 0;
     for (int e = 0; e < o->n_ep && !g_stop; e++) {
-        for (int l = 0; l < o->n_levels && !g_stop; l++) {
+        for (int lq = 0; lq < o->n_levels * n_rates && !g_stop; lq++) {
+            int l = lq / n_rates, q = lq % n_rates;
             group g;
             memset(&g, 0, sizeof g);
             g.o = o; g.s = s; g.ep = &o->ep[e]; g.conc = o->levels[l]; g.rec = rec;
+            g.rate = o->n_rates ? o->rates[q] : 0;
             g.label = o->ep[e].name;
             pthread_mutex_init(&g.mu, NULL);
             g.todo = xmalloc(s->n_items * sizeof *g.todo);
             for (size_t i = 0; i < s->n_items; i++) {
-                done_key(k, sizeof k, g.ep->name, g.conc, s->items[i].key);
+                done_key(k, sizeof k, g.ep->name, g.conc, g.rate, s->items[i].key);
                 if (!json_object_get(done, k)) g.todo[g.n_todo++] = i;
             }
             g.total_all = total_all;
@@ -467,6 +474,7 @@ int eval_run(const eval_options *o, const eval_suite *s, char *err, size_t errle
                 draw_progress(&g, 1);
                 json_t *run = json_pack("{s:s,s:s,s:i,s:f,s:i,s:b}", "type", "run", "ep", g.ep->name, "conc", g.conc,
                                         "wall_ms", ms(now_sec() - g.t0), "items", (int)g.done, "interrupted", (int)g_stop);
+                if (g.rate > 0) json_object_set_new(run, "rate", json_real(g.rate));
                 write_record(&g, run);
                 json_decref(run);
             }

@@ -150,7 +150,7 @@ static json_t *usd(int64_t pusd) {
     return json_string(b);
 }
 
-static double rate(long long a, long long n) { return n ? round(1e6 * (double)a / (double)n) / 1e6 : 0; }
+static double share(long long a, long long n) { return n ? round(1e6 * (double)a / (double)n) / 1e6 : 0; }
 
 /* Counters for one template / category / long-context size. */
 static json_t *bucket(json_t *parent, const char *key) {
@@ -166,11 +166,11 @@ static void bump(json_t *b, const char *k, long long by) {
 }
 static void finish_bucket(json_t *b) {
     long long n = iget(b, "items");
-    json_object_set_new(b, "rate", json_real(rate(iget(b, "accepted"), n)));
-    json_object_set_new(b, "rate_first", json_real(rate(iget(b, "accepted_first"), n)));
+    json_object_set_new(b, "rate", json_real(share(iget(b, "accepted"), n)));
+    json_object_set_new(b, "rate_first", json_real(share(iget(b, "accepted_first"), n)));
 }
 
-static json_t *summarize_group(const eval_options *o, json_t *records, const char *epname, long long conc) {
+static json_t *summarize_group(const eval_options *o, json_t *records, const char *epname, long long conc, double rate) {
     const eval_endpoint *ep = find_ep(o, epname);
     dvec ttft = {0}, itl = {0}, tpot = {0}, e2e = {0}, tps = {0};
     json_t *errors = json_object();
@@ -186,7 +186,7 @@ static json_t *summarize_group(const eval_options *o, json_t *records, const cha
     json_t *lc_ttft = json_object(), *lc_dec = json_object(), *lc_in = json_object();
     size_t i; json_t *r;
     json_array_foreach(records, i, r) {
-        if (strcmp(sget(r, "ep"), epname) || iget(r, "conc") != conc) continue;
+        if (strcmp(sget(r, "ep"), epname) || iget(r, "conc") != conc || nget(r, "rate", NULL) != rate) continue;
         const char *type = sget(r, "type");
         if (!strcmp(type, "run")) { wall_ms += nget(r, "wall_ms", NULL); continue; }
         if (!strcmp(type, "request")) {
@@ -267,6 +267,7 @@ static json_t *summarize_group(const eval_options *o, json_t *records, const cha
         json_object_set_new(g, "model", json_string(ep->model));
     }
     json_object_set_new(g, "concurrency", json_integer(conc));
+    json_object_set_new(g, "request_rate", json_real(rate));
     json_object_set_new(g, "requests", json_integer(requests));
     json_object_set_new(g, "ok_requests", json_integer(ok_requests));
     json_object_set_new(g, "warmup_requests", json_integer(warmups));
@@ -282,16 +283,16 @@ static json_t *summarize_group(const eval_options *o, json_t *records, const cha
     json_object_set_new(g, "latency", lat);
     json_object_set_new(g, "acceptance", json_pack("{s:I,s:I,s:I,s:I,s:f,s:f}", "items", (json_int_t)items,
                         "accepted", (json_int_t)acc, "accepted_first", (json_int_t)acc_first, "attempts", (json_int_t)attempts,
-                        "rate", rate(acc, items), "rate_first", rate(acc_first, items)));
+                        "rate", share(acc, items), "rate_first", share(acc_first, items)));
     json_object_set_new(g, "json", json_pack("{s:I,s:I,s:f,s:I,s:I,s:f}", "items", (json_int_t)json_items,
-                        "valid", (json_int_t)json_valid, "valid_rate", rate(json_valid, json_items),
+                        "valid", (json_int_t)json_valid, "valid_rate", share(json_valid, json_items),
                         "schema_items", (json_int_t)schema_items, "schema_valid", (json_int_t)schema_valid,
-                        "schema_rate", rate(schema_valid, schema_items)));
+                        "schema_rate", share(schema_valid, schema_items)));
     size_t k; json_t *pos;
-    json_array_foreach(step_pos, k, pos) json_object_set_new(pos, "rate", json_real(rate(iget(pos, "ok"), iget(pos, "n"))));
+    json_array_foreach(step_pos, k, pos) json_object_set_new(pos, "rate", json_real(share(iget(pos, "ok"), iget(pos, "n"))));
     json_object_set_new(g, "tools", json_pack("{s:I,s:I,s:f,s:I,s:I,s:f,s:o}", "chains", (json_int_t)chains,
-                        "chains_ok", (json_int_t)chains_ok, "chain_rate", rate(chains_ok, chains), "steps", (json_int_t)steps,
-                        "steps_ok", (json_int_t)steps_ok, "step_rate", rate(steps_ok, steps), "by_step", step_pos));
+                        "chains_ok", (json_int_t)chains_ok, "chain_rate", share(chains_ok, chains), "steps", (json_int_t)steps,
+                        "steps_ok", (json_int_t)steps_ok, "step_rate", share(steps_ok, steps), "by_step", step_pos));
 
     /* Cost.  Per-hour pricing is spread over requests by their time. */
     int64_t hour_cost = 0, hour_first = 0;
@@ -374,25 +375,27 @@ json_t *eval_summarize(const eval_options *o, const char *suite_name, json_t *re
     if (o) {
         json_object_set_new(sum, "max_attempts", json_integer(o->max_attempts));
         json_object_set_new(sum, "warmup", json_integer(o->warmup));
-        json_object_set_new(sum, "request_rate", json_real(o->request_rate));
         json_object_set_new(sum, "timeout_s", json_real(o->timeout_s));
     }
     /* Groups in the order of options (endpoint, level), then any other
      * group found in the records. */
     json_t *seen = json_object(), *groups = json_array();
     char k[300];
+    int n_rates = o && o->n_rates > 0 ? o->n_rates : 1;
     for (int e = 0; o && e < o->n_ep; e++)
-        for (int l = 0; l < o->n_levels; l++) {
-            snprintf(k, sizeof k, "%s|%d", o->ep[e].name, o->levels[l]);
-            json_object_set_new(seen, k, json_true());
-            json_array_append_new(groups, summarize_group(o, records, o->ep[e].name, o->levels[l]));
-        }
+        for (int l = 0; l < o->n_levels; l++)
+            for (int q = 0; q < n_rates; q++) {
+                double rate = o->n_rates ? o->rates[q] : 0;
+                snprintf(k, sizeof k, "%s|%d|%g", o->ep[e].name, o->levels[l], rate);
+                json_object_set_new(seen, k, json_true());
+                json_array_append_new(groups, summarize_group(o, records, o->ep[e].name, o->levels[l], rate));
+            }
     size_t i; json_t *r;
     json_array_foreach(records, i, r) {
-        snprintf(k, sizeof k, "%s|%lld", sget(r, "ep"), iget(r, "conc"));
+        snprintf(k, sizeof k, "%s|%lld|%g", sget(r, "ep"), iget(r, "conc"), nget(r, "rate", NULL));
         if (json_object_get(seen, k)) continue;
         json_object_set_new(seen, k, json_true());
-        json_array_append_new(groups, summarize_group(o, records, sget(r, "ep"), iget(r, "conc")));
+        json_array_append_new(groups, summarize_group(o, records, sget(r, "ep"), iget(r, "conc"), nget(r, "rate", NULL)));
     }
     json_decref(seen);
     json_object_set_new(sum, "groups", groups);

@@ -37,12 +37,17 @@ static const float *vec(loader *L, const char *name, int64_t numel) {
     ws_vtype t;
     const void *d;
     if (L->m->src.vector(L->m->src.ctx, name, numel, &t, &d, L->err, L->errlen)) { L->failed = 1; return NULL; }
-    if (t == WS_F32) return d;
+    /* safetensors gives no alignment guarantee: F32 data is used in place
+     * only when it is 4-byte aligned */
+    if (t == WS_F32 && (uintptr_t)d % 4 == 0) return d;
     float *f = own(L->m, xmalloc((size_t)numel * sizeof(float)));
+    const uint8_t *b = d;
     for (int64_t i = 0; i < numel; i++) {
-        if (t == WS_BF16) f[i] = bf16_to_f32(((const uint16_t *)d)[i]);
+        uint16_t h;
+        memcpy(&h, b + 2 * i, 2);
+        if (t == WS_F32) memcpy(&f[i], b + 4 * i, 4);
+        else if (t == WS_BF16) f[i] = bf16_to_f32(h);
         else if (t == WS_F16) {
-            uint16_t h = ((const uint16_t *)d)[i];
             int e = (h >> 10) & 31, mnt = h & 1023;
             float v = e == 0 ? ldexpf((float)mnt, -24) : e == 31 ? (mnt ? NAN : INFINITY) : ldexpf((float)(mnt | 1024), e - 25);
             f[i] = (h & 0x8000) ? -v : v;
@@ -115,13 +120,19 @@ static void load_layer(loader *L, int li, layer_w *l) {
                                         &t, &d, L->err, L->errlen)) L->failed = 1;
         else if (!L->failed && t != WS_I64 && t != WS_I32) { L->failed = 1; errf(L->err, L->errlen, "tensor '%s' must be I64 or I32", n); }
         else if (!L->failed) {
-            l->tid2eid = d;
-            l->tid2eid_i64 = t == WS_I64;
-            /* every id must name an expert: checked once here, not per token */
-            for (int64_t i = 0; i < (int64_t)c->vocab_size * c->n_activated_experts; i++) {
-                int64_t e = l->tid2eid_i64 ? ((const int64_t *)d)[i] : ((const int32_t *)d)[i];
+            /* held as int32 like the reference (and aligned: the file's
+             * offsets need not be); every id is checked once here */
+            int64_t cnt = (int64_t)c->vocab_size * c->n_activated_experts;
+            int32_t *ids = own(m, xmalloc((size_t)cnt * sizeof(int32_t)));
+            for (int64_t i = 0; i < cnt; i++) {
+                int64_t e;
+                if (t == WS_I64) memcpy(&e, (const uint8_t *)d + 8 * i, 8);
+                else { int32_t e32; memcpy(&e32, (const uint8_t *)d + 4 * i, 4); e = e32; }
                 if (e < 0 || e >= E) { L->failed = 1; errf(L->err, L->errlen, "tensor '%s': expert id %lld out of range", n, (long long)e); break; }
+                ids[i] = (int32_t)e;
             }
+            l->tid2eid = ids;
+            l->tid2eid_i64 = t == WS_I64;
         }
     } else {
         l->gate_bias = vec(L, N("ffn.gate.bias"), E);
@@ -157,7 +168,9 @@ static void load_layer(loader *L, int li, layer_w *l) {
 static float *rope_freqs(const dsv4_config *c, double base, int yarn) {
     int rd = c->rope_head_dim, n = rd / 2;
     float *f = xmalloc((size_t)n * sizeof(float));
-    for (int i = 0; i < n; i++) f[i] = (float)(1.0 / pow(base, (double)(2 * i) / rd));
+    /* FP32 arithmetic as the reference computes it (1 / base^(2i/rd) on a
+     * float32 tensor), so that the angles match it to the last bit */
+    for (int i = 0; i < n; i++) f[i] = 1.0f / powf((float)base, (float)(2 * i) / (float)rd);
     if (yarn && c->original_seq_len > 0) {
         double two_pi = 2 * M_PI;
         double lo = floor(rd * log(c->original_seq_len / (c->beta_fast * two_pi)) / (2 * log(base)));
@@ -199,6 +212,7 @@ dsv4_model *model_load_source(const dsv4_config *cfg, wsource src, const char *l
         if (extra) { L.failed = 1; errf(err, errlen, "%s: unexpected tensor '%s' (not part of the model the config describes)", label, extra); }
     }
     if (L.failed) { dsv4_model_free(m); return NULL; }
+    m->prof_s = xcalloc((size_t)c->n_layers + 2, sizeof(double));
     m->rope_freq_swa = rope_freqs(c, c->rope_theta, 0);
     m->rope_freq_comp = rope_freqs(c, c->compress_rope_theta, 1);
     dsv4_model_set_threads(m, 0);
@@ -241,6 +255,7 @@ void dsv4_model_free(dsv4_model *m) {
     free(m->layers);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    free(m->prof_s);
     free(m->rope_freq_swa);
     free(m->rope_freq_comp);
     if (m->src.close) m->src.close(m->src.ctx);

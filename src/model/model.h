@@ -44,8 +44,8 @@ typedef struct layer_w {
     /* MoE */
     dsv4_weight gate;             /* [E][D] */
     const float *gate_bias;       /* [E] or NULL (hash layers) */
-    const void *tid2eid;          /* [vocab][k] I64 or I32 */
-    int tid2eid_i64;
+    const int32_t *tid2eid;       /* [vocab][k] (hash layers) */
+    int tid2eid_i64;              /* stored as I64 in the checkpoint */
     dsv4_weight *w1, *w2, *w3;    /* [E] routed experts */
     int has_shared;
     dsv4_weight sw1, sw2, sw3;
@@ -71,6 +71,11 @@ struct dsv4_model {
     void **owned;
     int n_owned;
     char dir[1024];
+    /* Time spent per part of the forward pass (seconds, summed over calls;
+     * see model_profile): index = main layer, then [n_layers] = head and
+     * hc_head, [n_layers+1] = embedding. */
+    double *prof_s;
+    long prof_calls;
 };
 
 /* Per-layer cache and compressor state of one sequence. */
@@ -113,6 +118,13 @@ typedef struct model_account {
     double kv_bytes_per_token_bf16;          /* the spec's figure for a BF16 cache */
 } model_account;
 void model_account_compute(const dsv4_model *m, model_account *a);
+
+/* Random cache contents for timing long contexts (dsv4 bench --fill
+ * random): the sequence behaves as if ctx tokens had been processed. */
+int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed);
+
+/* Zero / read the per-part timings of the forward pass. */
+void model_profile_reset(dsv4_model *m);
 
 /* Keep the final streams of every position in the sequence (for MTP). */
 void seq_keep_streams(dsv4_seq *s, int on);

@@ -27,11 +27,16 @@ void weight_row_f32(const dsv4_weight *w, int r, float *out) {
     int K = w->cols;
     switch (w->type) {
     case W_F32:
-        memcpy(out, (const float *)w->data + (size_t)r * K, (size_t)K * 4);
+        memcpy(out, (const uint8_t *)w->data + (size_t)r * K * 4, (size_t)K * 4);
         break;
     case W_BF16: {
-        const uint16_t *p = (const uint16_t *)w->data + (size_t)r * K;
-        for (int c = 0; c < K; c++) out[c] = bf16_to_f32(p[c]);
+        /* memcpy loads: the mmap'd data need not be 2-byte aligned */
+        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * K * 2;
+        for (int c = 0; c < K; c++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * c, 2);
+            out[c] = bf16_to_f32(h);
+        }
         break;
     }
     case W_FP8: {

@@ -198,7 +198,7 @@ static int32_t parse_container(tj_parser *ps, int depth, int is_obj) {
         }
         int32_t child = parse_value(ps, depth + 1);
         if (child < 0) return -1;
-        ps->d->nodes[child].key = key;
+        ps->d->nodes[child].key_off = key ? (uint32_t)(key - ps->d->buf) : 0;
         ps->d->nodes[child].key_len = key_len;
         if (last < 0) ps->d->nodes[self].first = child;
         else ps->d->nodes[last].next = child;
@@ -252,12 +252,10 @@ static int32_t parse_value(tj_parser *ps, int depth) {
     return fail(ps, "unexpected character");
 }
 
-int tj_parse(tj_doc *d, const char *json, size_t len, char *err, size_t errlen) {
+int tj_parse_owned(tj_doc *d, char *buf, size_t len, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
-    d->buf = malloc(len + 1);
-    if (!d->buf) return errf(err, errlen, "out of memory");
-    memcpy(d->buf, json, len);
-    d->buf[len] = 0;
+    d->buf = buf;
+    if (len >= UINT32_MAX) { tj_free(d); return errf(err, errlen, "JSON text too large"); }
     tj_parser ps = {d, d->buf, d->buf + len, err, errlen, 0};
     /* Reserve roughly one node per 28 bytes: a tokenizer.json is mostly
      * short strings and numbers. */
@@ -270,6 +268,14 @@ int tj_parse(tj_doc *d, const char *json, size_t len, char *err, size_t errlen) 
     return 0;
 }
 
+int tj_parse(tj_doc *d, const char *json, size_t len, char *err, size_t errlen) {
+    char *buf = malloc(len + 1);
+    if (!buf) { memset(d, 0, sizeof *d); return errf(err, errlen, "out of memory"); }
+    memcpy(buf, json, len);
+    buf[len] = 0;
+    return tj_parse_owned(d, buf, len, err, errlen);
+}
+
 void tj_free(tj_doc *d) {
     free(d->buf);
     free(d->nodes);
@@ -280,7 +286,7 @@ const tj_node *tj_get(const tj_doc *d, const tj_node *o, const char *key) {
     if (!o || o->type != TJ_OBJ) return NULL;
     size_t kl = strlen(key);
     for (const tj_node *c = tj_child(d, o); c; c = tj_next(d, c))
-        if (c->key_len == kl && !memcmp(c->key, key, kl)) return c;
+        if (c->key_len == kl && !memcmp(tj_key(d, c), key, kl)) return c;
     return NULL;
 }
 

@@ -20,14 +20,16 @@
 
 enum { TJ_NULL, TJ_FALSE, TJ_TRUE, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ };
 
+/* 32 bytes: a tokenizer.json has ~270k values, so size matters. */
 typedef struct {
-    uint8_t type;
-    uint32_t key_len;      /* member of an object: its key */
-    const char *key;
-    const char *str;       /* TJ_STR: the unescaped bytes (NUL-terminated) */
+    uint32_t key_off, key_len; /* member of an object: its key, at doc->buf + key_off */
     uint32_t len;          /* TJ_STR: length; TJ_ARR/TJ_OBJ: member count */
     int32_t first, next;   /* first child, next sibling; -1 if none */
-    double num;            /* TJ_NUM */
+    uint8_t type;
+    union {
+        const char *str;   /* TJ_STR: the unescaped bytes (NUL-terminated) */
+        double num;        /* TJ_NUM */
+    };
 } tj_node;
 
 typedef struct {
@@ -38,6 +40,9 @@ typedef struct {
 
 /* Parse json[0..len).  Returns 0, or -1 with a one-line reason in err. */
 int tj_parse(tj_doc *d, const char *json, size_t len, char *err, size_t errlen);
+/* The same, parsing buf[0..len) in place; buf (malloc'd, len + 1 bytes,
+ * buf[len] == 0) belongs to the document from now on, even on failure. */
+int tj_parse_owned(tj_doc *d, char *buf, size_t len, char *err, size_t errlen);
 void tj_free(tj_doc *d);
 
 /* Root node (index 0). */
@@ -49,6 +54,8 @@ static inline const tj_node *tj_child(const tj_doc *d, const tj_node *n) {
 static inline const tj_node *tj_next(const tj_doc *d, const tj_node *n) {
     return n->next >= 0 ? &d->nodes[n->next] : NULL;
 }
+/* Key of an object member. */
+static inline const char *tj_key(const tj_doc *d, const tj_node *n) { return d->buf + n->key_off; }
 /* Member of an object by key, or NULL (also NULL if o is not an object). */
 const tj_node *tj_get(const tj_doc *d, const tj_node *o, const char *key);
 /* 1 if n is a string equal to s. */

@@ -142,6 +142,7 @@ static void split_numbers(const pretok *pt, size_t b, size_t e) {
     const uint8_t *s = pt->s;
     size_t pos = b, gap = b;
     while (pos < e) {
+        if (s[pos] < 0x80 && (uint8_t)(s[pos] - '0') > 9) { pos++; continue; }   /* ASCII non-digit */
         uint8_t c;
         size_t n = tu_next(s, pos, e, &c);
         if (!(c & TU_N)) { pos += n; continue; }

@@ -33,18 +33,24 @@
 #include "text/tok_unicode.h"
 #include "util/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { K_NONE = 0, K_VOCAB = 1, K_ADDED = 2, K_SPECIAL_FLAG = 4 };
 
-typedef struct {
-    uint64_t key;         /* left << 32 | right; MERGE_EMPTY if free */
-    int32_t rank, id;
-} merge_slot;
+/* Merge table slot, 8 bytes so the 2 MiB table stays cache-friendly:
+ * left id (21 bits) | right id (21 bits) | rank (22 bits). */
 #define MERGE_EMPTY UINT64_MAX
+#define MERGE_ID_BITS 21
+#define MERGE_RANK_BITS 22
+#define MERGE_RANK_MASK ((1u << MERGE_RANK_BITS) - 1)
+#define NO_MERGE INT32_MAX
 
 struct dsv4_tokenizer {
     int32_t n_ids;
@@ -53,13 +59,15 @@ struct dsv4_tokenizer {
     char *spell_pool, *raw_pool;
     size_t spell_used, spell_cap, raw_used, raw_cap;
 
-    uint32_t *str_slots;           /* id + 1, 0 = empty */
+    uint64_t *str_slots;           /* hash << 32 | (id + 1); 0 = empty */
     uint32_t str_mask;
 
-    merge_slot *merges;
+    uint64_t *merges;
     uint32_t merge_mask;
+    int32_t *merge_id;             /* rank -> id of the merged token */
 
     int32_t byte_id[256];
+    int32_t *byte_pair_rank;       /* [a << 8 | b]: rank of merging bytes a, b */
 
     /* Added-token trie: node 0 is the root. */
     int32_t *tr_child, *tr_sib, *tr_tok;
@@ -103,10 +111,22 @@ static long spelling_to_bytes(const char *s, size_t len, char *dst) {
 /* ------------------------------------------------------------------ */
 /* Hashes.                                                             */
 
+/* Word-at-a-time multiply/xorshift hash; spellings and words are short. */
 static inline uint32_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
-    return (uint32_t)(h ^ (h >> 29));
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)(uint8_t)s[i] << (8 * i);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    return (uint32_t)h ^ (uint32_t)(h >> 32);
 }
 
 static inline uint32_t hash_pair(uint64_t key) {
@@ -114,12 +134,13 @@ static inline uint32_t hash_pair(uint64_t key) {
 }
 
 static int32_t spelling_lookup(const dsv4_tokenizer *t, const char *s, size_t n) {
-    uint32_t i = hash_bytes(s, n) & t->str_mask;
+    uint32_t h = hash_bytes(s, n), i = h & t->str_mask;
     for (;;) {
-        uint32_t v = t->str_slots[i];
+        uint64_t v = t->str_slots[i];
         if (!v) return -1;
-        int32_t id = (int32_t)(v - 1);
-        if (t->spell_len[id] == n && !memcmp(t->spell_pool + t->spell_off[id], s, n)) return id;
+        int32_t id = (int32_t)(uint32_t)v - 1;
+        if ((uint32_t)(v >> 32) == h && t->spell_len[id] == n && !memcmp(t->spell_pool + t->spell_off[id], s, n))
+            return id;
         i = (i + 1) & t->str_mask;
     }
 }
@@ -128,23 +149,25 @@ static int32_t spelling_lookup(const dsv4_tokenizer *t, const char *s, size_t n)
 static void spelling_insert(dsv4_tokenizer *t, int32_t id) {
     const char *s = t->spell_pool + t->spell_off[id];
     size_t n = t->spell_len[id];
-    uint32_t i = hash_bytes(s, n) & t->str_mask;
+    uint32_t h = hash_bytes(s, n), i = h & t->str_mask;
     for (;;) {
-        uint32_t v = t->str_slots[i];
-        if (!v) { t->str_slots[i] = (uint32_t)id + 1; return; }
-        int32_t o = (int32_t)(v - 1);
-        if (t->spell_len[o] == n && !memcmp(t->spell_pool + t->spell_off[o], s, n)) return;
+        uint64_t v = t->str_slots[i];
+        if (!v) { t->str_slots[i] = (uint64_t)h << 32 | ((uint32_t)id + 1); return; }
+        int32_t o = (int32_t)(uint32_t)v - 1;
+        if ((uint32_t)(v >> 32) == h && t->spell_len[o] == n && !memcmp(t->spell_pool + t->spell_off[o], s, n))
+            return;
         i = (i + 1) & t->str_mask;
     }
 }
 
-static inline const merge_slot *merge_lookup(const dsv4_tokenizer *t, int32_t a, int32_t b) {
-    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+/* Rank of merging tokens a and b, or NO_MERGE. */
+static inline int32_t merge_rank(const dsv4_tokenizer *t, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << MERGE_ID_BITS) | (uint32_t)b;
     uint32_t i = hash_pair(key) & t->merge_mask;
     for (;;) {
-        const merge_slot *m = &t->merges[i];
-        if (m->key == key) return m;
-        if (m->key == MERGE_EMPTY) return NULL;
+        uint64_t m = t->merges[i];
+        if (m >> MERGE_RANK_BITS == key) return (int32_t)(m & MERGE_RANK_MASK);
+        if (m == MERGE_EMPTY) return NO_MERGE;
         i = (i + 1) & t->merge_mask;
     }
 }
@@ -268,8 +291,12 @@ static int load_merges(dsv4_tokenizer *t, const tj_doc *d, const tj_node *merges
     while (cap < merges->len * 2u + 16) cap *= 2;
     t->merges = malloc((size_t)cap * sizeof *t->merges);
     if (!t->merges) return errf(err, errlen, "out of memory");
-    for (uint32_t i = 0; i < cap; i++) t->merges[i].key = MERGE_EMPTY;
+    for (uint32_t i = 0; i < cap; i++) t->merges[i] = MERGE_EMPTY;
     t->merge_mask = cap - 1;
+    if (t->n_ids >= (1 << MERGE_ID_BITS) || merges->len >= MERGE_RANK_MASK)
+        return errf(err, errlen, "tokenizer.json: too many tokens or merges");
+    t->merge_id = malloc((merges->len + 1) * sizeof *t->merge_id);
+    if (!t->merge_id) return errf(err, errlen, "out of memory");
     char buf[1024];
     int32_t rank = 0;
     for (const tj_node *m = tj_child(d, merges); m; m = tj_next(d, m), rank++) {
@@ -295,14 +322,12 @@ static int load_merges(dsv4_tokenizer *t, const tj_doc *d, const tj_node *merges
         if (ia < 0 || ib < 0 || im < 0)
             return errf(err, errlen, "tokenizer.json: merge %d (\"%.*s\" + \"%.*s\") names a token not in the vocabulary",
                         rank, (int)(al < 64 ? al : 64), a, (int)(bl < 64 ? bl : 64), b);
-        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
+        uint64_t key = ((uint64_t)(uint32_t)ia << MERGE_ID_BITS) | (uint32_t)ib;
         uint32_t h = hash_pair(key) & t->merge_mask;
-        while (t->merges[h].key != MERGE_EMPTY && t->merges[h].key != key) h = (h + 1) & t->merge_mask;
-        if (t->merges[h].key == MERGE_EMPTY) {   /* a repeated pair keeps its first (lowest) rank */
-            t->merges[h].key = key;
-            t->merges[h].rank = rank;
-            t->merges[h].id = im;
-        }
+        while (t->merges[h] != MERGE_EMPTY && t->merges[h] >> MERGE_RANK_BITS != key) h = (h + 1) & t->merge_mask;
+        t->merge_id[rank] = im;
+        if (t->merges[h] == MERGE_EMPTY)         /* a repeated pair keeps its first (lowest) rank */
+            t->merges[h] = key << MERGE_RANK_BITS | (uint32_t)rank;
     }
     return 0;
 }
@@ -321,7 +346,7 @@ static int build(dsv4_tokenizer *t, const tj_doc *d, char *err, size_t errlen) {
     /* Size the id space. */
     int32_t max_id = -1, id;
     for (const tj_node *v = tj_child(d, vocab); v; v = tj_next(d, v)) {
-        if (as_id(v, &id)) return errf(err, errlen, "tokenizer.json: vocab entry \"%.*s\" has a bad id", (int)(v->key_len < 64 ? v->key_len : 64), v->key);
+        if (as_id(v, &id)) return errf(err, errlen, "tokenizer.json: vocab entry \"%.*s\" has a bad id", (int)(v->key_len < 64 ? v->key_len : 64), tj_key(d, v));
         if (id > max_id) max_id = id;
     }
     for (const tj_node *a = added ? tj_child(d, added) : NULL; a; a = tj_next(d, a)) {
@@ -371,7 +396,7 @@ static int build(dsv4_tokenizer *t, const tj_doc *d, char *err, size_t errlen) {
         as_id(v, &id);
         if (t->kind[id] & K_ADDED) continue;     /* the added entry owns the id */
         if (t->kind[id]) return errf(err, errlen, "tokenizer.json: vocab id %d appears twice", id);
-        if (set_token(t, id, v->key, v->key_len, K_VOCAB)) return errf(err, errlen, "out of memory");
+        if (set_token(t, id, tj_key(d, v), v->key_len, K_VOCAB)) return errf(err, errlen, "out of memory");
         spelling_insert(t, id);
     }
     for (int b = 0; b < 256; b++) {
@@ -384,31 +409,73 @@ static int build(dsv4_tokenizer *t, const tj_doc *d, char *err, size_t errlen) {
         if (t->byte_id[b] < 0 || !(t->kind[t->byte_id[b]] & K_VOCAB))
             return errf(err, errlen, "tokenizer.json: the vocabulary lacks the byte-level token for byte 0x%02x", b);
     }
-    return load_merges(t, d, merges, err, errlen);
+    if (load_merges(t, d, merges, err, errlen)) return -1;
+    /* First merges of every word are between single bytes: a direct table
+     * saves a hash probe for each. */
+    t->byte_pair_rank = malloc(65536 * sizeof *t->byte_pair_rank);
+    if (!t->byte_pair_rank) return errf(err, errlen, "out of memory");
+    for (int a = 0; a < 256; a++)
+        for (int b = 0; b < 256; b++) t->byte_pair_rank[a << 8 | b] = merge_rank(t, t->byte_id[a], t->byte_id[b]);
+    return 0;
 }
 
-dsv4_tokenizer *dsv4_tokenizer_load_mem(const char *json, size_t len, char *err, size_t errlen) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, build_byte_map);
-    tu_init();
-    tj_doc d;
-    if (tj_parse(&d, json, len, err, errlen)) return NULL;
+static dsv4_tokenizer *load_doc(tj_doc *d, char *err, size_t errlen) {
     dsv4_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { tj_free(&d); errf(err, errlen, "out of memory"); return NULL; }
-    int rc = d.nodes[0].type == TJ_OBJ ? build(t, &d, err, errlen)
-                                      : errf(err, errlen, "tokenizer.json: top level is not an object");
-    tj_free(&d);
+    if (!t) { tj_free(d); errf(err, errlen, "out of memory"); return NULL; }
+    int rc = d->nodes[0].type == TJ_OBJ ? build(t, d, err, errlen)
+                                       : errf(err, errlen, "tokenizer.json: top level is not an object");
+    tj_free(d);
     if (rc) { dsv4_tokenizer_free(t); return NULL; }
     return t;
 }
 
+static void init_tables(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, build_byte_map);
+    tu_init();
+}
+
+dsv4_tokenizer *dsv4_tokenizer_load_mem(const char *json, size_t len, char *err, size_t errlen) {
+    init_tables();
+    tj_doc d;
+    if (tj_parse(&d, json, len, err, errlen)) return NULL;
+    return load_doc(&d, err, errlen);
+}
+
+/* Read a whole file in one go (sized with fstat), NUL-terminated. */
+static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { errf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return read_file(path, len, err, errlen);     /* pipes and the like */
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    char *buf = malloc(n + 1);
+    if (!buf) { close(fd); errf(err, errlen, "%s: out of memory", path); return NULL; }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != n) { free(buf); errf(err, errlen, "%s: read error", path); return NULL; }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
 dsv4_tokenizer *dsv4_tokenizer_load(const char *path, char *err, size_t errlen) {
+    init_tables();
     size_t len;
-    char *buf = read_file(path, &len, err, errlen);
+    char *buf = slurp(path, &len, err, errlen);
     if (!buf) return NULL;
     char sub[512];
-    dsv4_tokenizer *t = dsv4_tokenizer_load_mem(buf, len, sub, sizeof sub);
-    free(buf);
+    tj_doc d;
+    dsv4_tokenizer *t = NULL;
+    if (!tj_parse_owned(&d, buf, len, sub, sizeof sub)) t = load_doc(&d, sub, sizeof sub);
     if (!t) errf(err, errlen, "%s: %s", path, sub);
     return t;
 }
@@ -420,6 +487,8 @@ void dsv4_tokenizer_free(dsv4_tokenizer *t) {
     free(t->spell_pool); free(t->raw_pool);
     free(t->str_slots);
     free(t->merges);
+    free(t->merge_id);
+    free(t->byte_pair_rank);
     free(t->tr_child); free(t->tr_sib); free(t->tr_tok); free(t->tr_byte);
     free(t);
 }
@@ -467,35 +536,22 @@ static int emit_ids(enc_ctx *c, const int32_t *ids, size_t n) {
 
 /* BPE by repeated scans over an array holding each adjacent pair's rank.
  * ids[0..n) holds the byte tokens on entry; returns the final count. */
-#define SMALL_WORD 64
-static size_t bpe_small(const dsv4_tokenizer *t, int32_t *ids, size_t n) {
-    int32_t rank[SMALL_WORD], merged[SMALL_WORD];
-    for (size_t i = 0; i + 1 < n; i++) {
-        const merge_slot *m = merge_lookup(t, ids[i], ids[i + 1]);
-        rank[i] = m ? m->rank : INT32_MAX;
-        merged[i] = m ? m->id : -1;
-    }
+#define SMALL_WORD TOK_SMALL_WORD
+static size_t bpe_small(const dsv4_tokenizer *t, const uint8_t *s, int32_t *ids, size_t n) {
+    int32_t rank[SMALL_WORD];
+    for (size_t i = 0; i + 1 < n; i++) rank[i] = t->byte_pair_rank[(unsigned)s[i] << 8 | s[i + 1]];
     while (n > 1) {
         size_t best = 0;
         for (size_t i = 1; i + 1 < n; i++)
             if (rank[i] < rank[best]) best = i;
-        if (rank[best] == INT32_MAX) break;
-        ids[best] = merged[best];
-        size_t tail = n - best - 2;   /* pairs after the removed symbol */
+        if (rank[best] == NO_MERGE) break;
+        ids[best] = t->merge_id[rank[best]];
+        size_t tail = n - best - 2;   /* symbols after the removed one */
         memmove(ids + best + 1, ids + best + 2, tail * sizeof *ids);
-        memmove(rank + best + 1, rank + best + 2, (tail > 0 ? tail - 1 : 0) * sizeof *rank);
-        memmove(merged + best + 1, merged + best + 2, (tail > 0 ? tail - 1 : 0) * sizeof *merged);
+        if (tail > 1) memmove(rank + best + 1, rank + best + 2, (tail - 1) * sizeof *rank);
         n--;
-        if (best > 0) {
-            const merge_slot *m = merge_lookup(t, ids[best - 1], ids[best]);
-            rank[best - 1] = m ? m->rank : INT32_MAX;
-            merged[best - 1] = m ? m->id : -1;
-        }
-        if (best + 1 < n) {
-            const merge_slot *m = merge_lookup(t, ids[best], ids[best + 1]);
-            rank[best] = m ? m->rank : INT32_MAX;
-            merged[best] = m ? m->id : -1;
-        }
+        if (best > 0) rank[best - 1] = merge_rank(t, ids[best - 1], ids[best]);
+        if (best + 1 < n) rank[best] = merge_rank(t, ids[best], ids[best + 1]);
     }
     return n;
 }
@@ -538,8 +594,8 @@ static heap_ent heap_pop(heap_ent *h, size_t *n) {
 
 static void push_pair(const dsv4_tokenizer *t, heap_ent *h, size_t *hn, const int32_t *id, int32_t i, int32_t j) {
     if (i < 0 || j < 0) return;
-    const merge_slot *m = merge_lookup(t, id[i], id[j]);
-    if (m) heap_push(h, hn, (heap_ent){m->rank, i, id[i], id[j], m->id});
+    int32_t r = merge_rank(t, id[i], id[j]);
+    if (r != NO_MERGE) heap_push(h, hn, (heap_ent){r, i, id[i], id[j], t->merge_id[r]});
 }
 
 static int bpe_large(enc_ctx *c, const uint8_t *s, size_t n) {
@@ -588,7 +644,7 @@ static int bpe_word(enc_ctx *c, const uint8_t *s, size_t n) {
     if (n <= SMALL_WORD) {
         int32_t ids[SMALL_WORD];
         for (size_t i = 0; i < n; i++) ids[i] = c->t->byte_id[s[i]];
-        size_t m = n > 1 ? bpe_small(c->t, ids, n) : n;
+        size_t m = n > 1 ? bpe_small(c->t, s, ids, n) : n;
         return emit_ids(c, ids, m);
     }
     return bpe_large(c, s, n);
@@ -794,9 +850,9 @@ static int release(dsv4_detok_stream *s, size_t keep, const char **out, size_t *
         if (!s->out) return -1;
         s->out_cap = 64;
     }
-    memcpy(s->out, s->buf, give);
+    if (give) memcpy(s->out, s->buf, give);
     s->out[give] = 0;
-    memmove(s->buf, s->buf + give, keep);
+    if (give && keep) memmove(s->buf, s->buf + give, keep);
     s->len = keep;
     *out = s->out;
     *out_len = give;
