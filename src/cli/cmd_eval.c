@@ -36,8 +36,10 @@ static void usage(FILE *f) {
 "Suite:\n"
 "  --suite FILE               JSON lines / JSON suite (default: the built-in suite)\n"
 "  --limit N                  only the first N templates\n"
-"  --long-context SIZES       context sizes for long-context templates, e.g. 1k,4k,16k\n"
-"  --max-context N            skip long-context sizes above N tokens\n"
+"  --long-context SIZES       context sizes for long-context templates, e.g. 1k,4k,16k;\n"
+"                             auto: 1k, 2k, 4k ... up to the context limit\n"
+"  --max-context N            the context limit: skip sizes above N tokens (default: what\n"
+"                             the endpoints report in /v1/models, if they do)\n"
 "  --list                     print the expanded items and exit\n"
 "Load and policy:\n"
 "  --concurrency C[,C...]     concurrency levels (default 1); each runs the whole suite\n"
@@ -71,6 +73,15 @@ static int parse_sizes(const char *s, int *out, int max) {
         p = end;
     }
     return n;
+}
+
+/* --long-context auto: 1k, 2k, 4k, ... below the limit, then 15/16 of the
+ * limit itself (room for the question and the answer). */
+static void auto_sizes(eval_options *o) {
+    int n = 0, top = (int)((long long)o->max_context * 15 / 16);
+    for (int s = 1024; s < top && n < EVAL_MAX_SIZES - 1; s *= 2) o->lc_sizes[n++] = s;
+    if (top > 0) o->lc_sizes[n++] = top;
+    o->n_lc_sizes = n;
 }
 
 static void default_name(eval_endpoint *e) {
@@ -184,7 +195,7 @@ int cmd_eval(int argc, char **argv) {
     const char *endpoint = NULL, *model = NULL, *key_env = NULL, *name = NULL;
     const char *price_in = NULL, *price_out = NULL, *per_hour = NULL, *mock = NULL;
     const char *compare[EVAL_MAX_ENDPOINTS];
-    int n_compare = 0, list = 0, report_only = 0, quiet = 0, port = 0;
+    int n_compare = 0, list = 0, report_only = 0, quiet = 0, port = 0, lc_auto = 0;
     char err[256];
 
     for (int i = 1; i < argc; i++) {
@@ -263,6 +274,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--long-context")) {
             const char *v = NEXT();
             if (!v) return 2;
+            if (!strcmp(v, "auto")) { lc_auto = 1; continue; }
             int n = parse_sizes(v, o.lc_sizes, EVAL_MAX_SIZES);
             if (n <= 0) { fprintf(stderr, "dsv4 eval: --long-context: bad list \"%s\"\n", v); return 2; }
             o.n_lc_sizes = n;
@@ -271,6 +283,7 @@ int cmd_eval(int argc, char **argv) {
 #undef NEXT
     }
     if (mock) return mock_serve(mock, port);
+    if (lc_auto && o.max_context > 0) auto_sizes(&o);
 
     eval_suite suite;
     if (eval_suite_load(&suite, o.suite_path, o.limit, o.lc_sizes, o.n_lc_sizes, o.max_context, err, sizeof err) < 0) {
@@ -325,6 +338,32 @@ int cmd_eval(int argc, char **argv) {
             }
     }
     if (rc) { eval_suite_free(&suite); return rc; }
+    if (!report_only && (o.max_context == 0 || lc_auto)) {
+        /* Long context goes up to the endpoints' limit when they report it. */
+        int limit = 0;
+        eval_http_global_init();
+        for (int i = 0; i < o.n_ep; i++) {
+            int l = eval_http_context_limit(&o.ep[i], 10);
+            if (l > 0 && (limit == 0 || l < limit)) limit = l;
+        }
+        if (o.max_context == 0 && limit > 0) {
+            o.max_context = limit;
+            if (!quiet) fprintf(stderr, "dsv4 eval: context limit %d tokens (from /v1/models)\n", limit);
+        }
+        if (lc_auto && o.max_context == 0) {
+            fprintf(stderr, "dsv4 eval: --long-context auto needs --max-context N: the endpoints do not report their limit\n");
+            eval_suite_free(&suite);
+            return 2;
+        }
+        if (lc_auto) auto_sizes(&o);
+        if (o.max_context > 0) {
+            eval_suite_free(&suite);
+            if (eval_suite_load(&suite, o.suite_path, o.limit, o.lc_sizes, o.n_lc_sizes, o.max_context, err, sizeof err) < 0) {
+                fprintf(stderr, "dsv4 eval: %s\n", err);
+                return 1;
+            }
+        }
+    }
     if (mkdir_p(o.out_dir) < 0) {
         fprintf(stderr, "dsv4 eval: cannot create %s: %s\n", o.out_dir, strerror(errno));
         eval_suite_free(&suite);

@@ -131,6 +131,10 @@ int eval_http_global_init(void);
  * fills r; returns 0 when a completion arrived, -1 otherwise. */
 int eval_http_chat(const eval_endpoint *ep, json_t *body, double timeout_s, eval_response *r);
 void eval_response_free(eval_response *r);
+/* The endpoint's context limit in tokens from GET /v1/models (vLLM
+ * max_model_len, context_length, context_window, llama.cpp meta.n_ctx /
+ * n_ctx_train), for model `ep->model` or the first listed; 0 if unknown. */
+int eval_http_context_limit(const eval_endpoint *ep, double timeout_s);
 /* Feed SSE bytes into a parser (exposed for tests and fuzzing). */
 typedef struct eval_sse eval_sse;
 eval_sse *eval_sse_new(eval_response *r, double t0);

@@ -25,7 +25,8 @@
  *   "hang_ms": N           wait before answering at all (timeouts)
  *   "refusal": "text"      a refusal delta
  *   "finish_reason": "stop"
- * GET /v1/models lists one model, "mock".
+ * GET /v1/models lists one model, "mock", with "max_model_len" when the
+ * script gives "context_length".
  */
 #include "eval/eval.h"
 #include "util/util.h"
@@ -444,8 +445,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     eval_mock *m = cls;
     if (strcmp(method, "POST")) {
-        if (!strcmp(url, "/v1/models"))
-            return send_text(c, 200, "application/json", "{\"object\":\"list\",\"data\":[{\"id\":\"mock\",\"object\":\"model\"}]}");
+        if (!strcmp(url, "/v1/models")) {
+            json_t *mod = json_pack("{s:s,s:s}", "id", "mock", "object", "model");
+            json_t *cl = json_object_get(m->script, "context_length");
+            if (json_is_integer(cl)) json_object_set(mod, "max_model_len", cl);
+            json_t *list = json_pack("{s:s,s:[o]}", "object", "list", "data", mod);
+            char *text = json_dumps(list, JSON_COMPACT);
+            json_decref(list);
+            enum MHD_Result r = send_text(c, 200, "application/json", text ? text : "{}");
+            free(text);
+            return r;
+        }
         return send_text(c, 404, "application/json", "{\"error\":{\"message\":\"not found\"}}");
     }
     body_buf *b = *con_cls;
