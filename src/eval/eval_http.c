@@ -92,7 +92,9 @@ static void merge_tool_delta(eval_response *r, json_t *d, size_t fallback_index)
     if (id && *id) json_object_set_new(tc, "id", json_string(id));
     json_t *dfn = json_object_get(d, "function");
     const char *name = json_string_value(json_object_get(dfn, "name"));
-    const char *args = json_string_value(json_object_get(dfn, "arguments"));
+    json_t *jargs = json_object_get(dfn, "arguments");
+    char *args_dump = json_is_object(jargs) ? json_dumps(jargs, JSON_COMPACT) : NULL;  /* some servers send an object */
+    const char *args = args_dump ? args_dump : json_string_value(jargs);
     if (name && *name) {
         /* Names arrive whole in practice; append handles split names too. */
         char buf[256];
@@ -108,6 +110,7 @@ static void merge_tool_delta(eval_response *r, json_t *d, size_t fallback_index)
         json_object_set_new(fn, "arguments", json_string(cat));
         free(cat);
     }
+    free(args_dump);
 }
 
 static void take_usage(eval_response *r, json_t *u) {

@@ -261,7 +261,8 @@ static void run_attempt(group *g, const eval_item *it, int attempt, attempt_resu
         ar->error_kind = r.kind;
         snprintf(ar->why, sizeof ar->why, "%s", r.error);
         ar->answer = xstrdup(r.content);
-        ar->cr.is_json = type && (!strcmp(type, "json") || !strcmp(type, "json_schema"));
+        /* JSON validity is judged on answers only: a failed request is an
+         * error, not invalid JSON. */
         eval_response_free(&r);
         return;
     }
@@ -318,6 +319,10 @@ static void run_item(group *g, const eval_item *it) {
     if (!accepted && ar.why[0]) json_object_set_new(rec, "why", json_string(ar.why));
     char ans[301];
     snprintf(ans, sizeof ans, "%s", ar.answer ? ar.answer : "");
+    size_t al = strlen(ans);
+    if (al == sizeof ans - 1)   /* cut on a character boundary */
+        while (al && ((unsigned char)ans[al - 1] & 0xC0) == 0x80) ans[--al] = 0;
+    if (al && (unsigned char)ans[al - 1] >= 0xC0) ans[--al] = 0;
     json_t *js = json_string(ans);
     if (!js) js = json_string("(answer is not valid UTF-8)");  /* a cut in the middle of a character */
     json_object_set_new(rec, "answer", js);
