@@ -305,7 +305,7 @@ int eval_http_chat(const eval_endpoint *ep, json_t *body, double timeout_s, eval
     json_object_set_new(b, "stream", json_true());
     json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (ep->model[0] && !json_object_get(b, "model")) json_object_set_new(b, "model", json_string(ep->model));
-    char *payload = json_dumps(b, JSON_COMPACT);
+    char *payload = json_dumps(b, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(b);
     char url[640];
     chat_url(ep->url, url, sizeof url);

@@ -189,7 +189,7 @@ static char *play_step(const eval_item *it, json_t *step, json_t *call, int *ok,
     json_t *res = json_object_get(step, "result");
     if (json_is_string(res)) return xstrdup(json_string_value(res));
     if (!res) return xstrdup("{\"ok\": true}");
-    char *t = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *t = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     return t ? t : xstrdup("null");
 }
 
@@ -413,7 +413,7 @@ static json_t *prepare_resume(const char *path, char *err, size_t errlen) {
                      json_string_value(json_object_get(r, "key")) ? json_string_value(json_object_get(r, "key")) : "");
             if (!json_object_get(done, k)) continue;
         }
-        char *line = json_dumps(r, JSON_COMPACT);
+        char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (line) { fputs(line, f); fputc('\n', f); free(line); }
     }
     int bad = fclose(f) != 0;

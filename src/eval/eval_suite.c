@@ -41,7 +41,7 @@ static char *var_text(json_t *row, const char *name, size_t len) {
     json_t *v = row ? json_object_get(row, key) : NULL;
     if (!v) return NULL;
     if (json_is_string(v)) return xstrdup(json_string_value(v));
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 }
 
 static json_t *fill_string(const char *s, json_t *row) {
