@@ -36,6 +36,7 @@ static void usage(FILE *f) {
 "Suite:\n"
 "  --suite FILE               JSON lines / JSON suite (default: the built-in suite)\n"
 "  --limit N                  only the first N templates\n"
+"  --only LIST                only these template ids or categories (comma-separated)\n"
 "  --long-context SIZES       context sizes for long-context templates, e.g. 1k,4k,16k;\n"
 "                             auto: 1k, 2k, 4k ... up to the context limit\n"
 "  --max-context N            the context limit: skip sizes above N tokens (default: what\n"
@@ -117,6 +118,31 @@ static int parse_endpoint(const char *spec, eval_endpoint *e, char *err, size_t 
     return 0;
 }
 
+/* --only a,b,c: keep the items whose template id or category is listed. */
+static int in_list(const char *list, const char *name) {
+    size_t l = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == l && !strncmp(p, name, n)) return 1;
+        p += n + (e != NULL);
+    }
+    return 0;
+}
+
+static void filter_items(eval_suite *s, const char *only) {
+    size_t w = 0;
+    for (size_t i = 0; i < s->n_items; i++) {
+        eval_item *it = &s->items[i];
+        if (in_list(only, it->template_id) || in_list(only, it->category)) { s->items[w++] = *it; continue; }
+        json_decref(it->messages);
+        json_decref(it->tools);
+        json_decref(it->response_format);
+        json_decref(it->check);
+    }
+    s->n_items = w;
+}
+
 static int mkdir_p(const char *dir) {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -193,7 +219,7 @@ int cmd_eval(int argc, char **argv) {
     o.levels[0] = 1;
     o.n_levels = 1;
     const char *endpoint = NULL, *model = NULL, *key_env = NULL, *name = NULL;
-    const char *price_in = NULL, *price_out = NULL, *per_hour = NULL, *mock = NULL;
+    const char *price_in = NULL, *price_out = NULL, *per_hour = NULL, *mock = NULL, *only = NULL;
     const char *compare[EVAL_MAX_ENDPOINTS];
     int n_compare = 0, list = 0, report_only = 0, quiet = 0, port = 0, lc_auto = 0;
     char err[256];
@@ -220,6 +246,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--suite")) { if (!(o.suite_path = NEXT())) return 2; }
         else if (!strcmp(a, "--out")) { if (!(o.out_dir = NEXT())) return 2; }
         else if (!strcmp(a, "--mock-serve")) { if (!(mock = NEXT())) return 2; }
+        else if (!strcmp(a, "--only")) { if (!(only = NEXT())) return 2; }
         else if (!strcmp(a, "--list")) list = 1;
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--report-only")) report_only = 1;
@@ -290,6 +317,12 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "dsv4 eval: %s\n", err);
         return 1;
     }
+    if (only) filter_items(&suite, only);
+    if (suite.n_items == 0) {
+        fprintf(stderr, "dsv4 eval: --only %s matches no template id or category\n", only ? only : "");
+        eval_suite_free(&suite);
+        return 2;
+    }
     if (list) {
         for (size_t i = 0; i < suite.n_items; i++)
             printf("%-40s %-14s %s\n", suite.items[i].key, suite.items[i].category,
@@ -343,7 +376,9 @@ int cmd_eval(int argc, char **argv) {
         int limit = 0;
         eval_http_global_init();
         for (int i = 0; i < o.n_ep; i++) {
-            int l = eval_http_context_limit(&o.ep[i], 10);
+            char sole[128];
+            int l = eval_http_context_limit(&o.ep[i], 10, sole, sizeof sole);
+            if (!o.ep[i].model[0] && sole[0]) snprintf(o.ep[i].model, sizeof o.ep[i].model, "%s", sole);
             if (l > 0 && (limit == 0 || l < limit)) limit = l;
         }
         if (o.max_context == 0 && limit > 0) {
@@ -362,6 +397,7 @@ int cmd_eval(int argc, char **argv) {
                 fprintf(stderr, "dsv4 eval: %s\n", err);
                 return 1;
             }
+            if (only) filter_items(&suite, only);
         }
     }
     if (mkdir_p(o.out_dir) < 0) {

@@ -403,7 +403,8 @@ static int limit_of(json_t *model) {
     return 0;
 }
 
-int eval_http_context_limit(const eval_endpoint *ep, double timeout_s) {
+int eval_http_context_limit(const eval_endpoint *ep, double timeout_s, char *sole_model, size_t n) {
+    if (sole_model && n) sole_model[0] = 0;
     char url[640];
     chat_url(ep->url, url, sizeof url);
     char *tail = strstr(url, "/chat/completions");
@@ -440,6 +441,8 @@ int eval_http_context_limit(const eval_endpoint *ep, double timeout_s) {
             break;
         }
         if (!limit && json_array_size(data)) limit = limit_of(json_array_get(data, 0));
+        const char *only = json_string_value(json_object_get(json_array_get(data, 0), "id"));
+        if (json_array_size(data) == 1 && only && sole_model) snprintf(sole_model, n, "%s", only);
         json_decref(doc);
     }
     free(m.p);
