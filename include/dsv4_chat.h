@@ -79,7 +79,10 @@ char *dsv4_dsml_parse_json(const char *text, size_t len, int thinking);
  * malformed no more deltas are emitted; at finish an output the full parser
  * rejects yields one ERROR event (name = exception class, text = message,
  * the same as dsv4_dsml_parse gives), after which the deltas seen so far
- * should be discarded (or shown as raw text).
+ * should be discarded (or shown as raw text).  Output cut by a length limit
+ * (no EOS) also ends in an ERROR ("Invalid format: missing EOS token"), but
+ * its deltas are then exactly the text generated so far, minus a held-back
+ * marker prefix.
  */
 typedef enum {
     DSV4_EV_REASONING = 1,  /* text: a reasoning_content delta */

@@ -1,5 +1,8 @@
 /*
  * dsv4_tokenizer.h - DeepSeek byte-level BPE tokenizer (HF tokenizer.json).
+ * Implemented in src/text/tokenizer.c (+ tok_pretok.c, tok_unicode.c,
+ * tok_json.c).  A loaded tokenizer is read-only: every function may be
+ * called from many threads at once (a stream object belongs to one).
  *
  * Added/special tokens are matched whole before BPE (leftmost, longest);
  * the pieces between them go through the V3/V4 pre-tokenizer regexes and
@@ -38,7 +41,9 @@ int dsv4_tokenize_ex(const dsv4_tokenizer *t, const char *text, size_t len,
                      int flags, int32_t **ids, size_t *n_ids);
 
 /* Decode ids to bytes (*out malloc'd, NUL-terminated, *out_len excludes the
- * NUL).  Returns 0, or -1 on an id out of range. */
+ * NUL).  Returns 0, or -1 on an id out of range.  The bytes are exact: where
+ * HF's decode would put U+FFFD for invalid UTF-8, this gives the raw bytes,
+ * so decode(encode(x)) == x for every byte string x. */
 int dsv4_detokenize(const dsv4_tokenizer *t, const int32_t *ids, size_t n,
                     char **out, size_t *out_len);
 

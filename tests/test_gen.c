@@ -450,6 +450,48 @@ TEST(default_model_dir_concurrent) {
     unsetenv("DSV4_CACHE_DIR");
 }
 
+/* The engine on generated checkpoints: finite logits with a healthy spread
+ * (std ~2-3 as in tiny-a) over a prompt and greedy decoding. */
+static void engine_check(const char *dir, const char *what) {
+    char err[512];
+    dsv4_model *m = dsv4_model_load(dir, err, sizeof err);
+    CHECK(m != NULL, "%s: load: %s", what, err);
+    if (!m) return;
+    dsv4_model_set_threads(m, 2);
+    int V = dsv4_model_config(m)->vocab_size;
+    dsv4_seq *sq = dsv4_seq_new(m, 256, err, sizeof err);
+    CHECK(sq != NULL, "%s: seq: %s", what, err);
+    if (!sq) { dsv4_model_free(m); return; }
+    float *lg = xmalloc((size_t)V * 24 * sizeof(float));
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    int rc = dsv4_forward(sq, ids, 24, lg, 1, err, sizeof err);
+    CHECK(rc == 0, "%s: forward: %s", what, err);
+    int nonfinite = 0;
+    double smin = 1e9, smax = 0;
+    for (int r = 0; r < 24 + 16 && rc == 0; r++) {
+        const float *row = r < 24 ? lg + (size_t)r * V : lg;
+        if (r >= 24) {   /* greedy decode step, logits into row 0 */
+            int32_t next = dsv4_argmax(r == 24 ? lg + (size_t)23 * V : lg, V);
+            if ((rc = dsv4_forward(sq, &next, 1, lg, 0, err, sizeof err))) break;
+        }
+        double s = 0, s2 = 0;
+        for (int j = 0; j < V; j++) nonfinite += !isfinite(row[j]), s += row[j], s2 += (double)row[j] * row[j];
+        double sd = sqrt(s2 / V - (s / V) * (s / V));
+        smin = sd < smin ? sd : smin, smax = sd > smax ? sd : smax;
+    }
+    CHECK(rc == 0 && nonfinite == 0, "%s: %d non-finite logits (%s)", what, nonfinite, rc ? err : "");
+    CHECK(smin > 1.5 && smax < 4.5, "%s: logit std %.2f..%.2f", what, smin, smax);
+    free(lg);
+    dsv4_seq_free(sq);
+    dsv4_model_free(m);
+}
+
+TEST(engine_logits) {
+    engine_check(tmpdir("tiny"), "tiny");
+    engine_check(tmpdir("default"), "default");
+}
+
 int main(void) {
     snprintf(tmproot, sizeof tmproot, "/tmp/dsv4-test-gen-XXXXXX");
     if (!mkdtemp(tmproot)) { perror("mkdtemp"); return 1; }
@@ -462,6 +504,7 @@ int main(void) {
     RUN(determinism);
     RUN(default_preset);
     RUN(default_model_dir_concurrent);
+    RUN(engine_logits);
     rm_rf(tmproot);
     return check_summary();
 }

@@ -126,8 +126,10 @@ static void check_one(const kern_set *ks, wtype type, int rows, int cols, int T)
     linear_ref(&tw.w, x, T, ref, DSV4_MODE_FP32, 0, NULL);
     abs_dot(&tw.w, x, T, ad);
     int saved = kern_gemm_min_t;
-    for (int path = 0; path < 2; path++) {          /* 0 GEMV, 1 GEMM */
-        kern_gemm_min_t = path ? 1 : 1 << 30;
+    float *yg = malloc(ny * 4);
+    for (int path = 0; path < 3; path++) {          /* 0 GEMV, 1 GEMM, 2 fused GEMV */
+        kern_gemm_min_t = path == 1 ? 1 : 1 << 30;
+        kern_batch_invariant = path == 2;
         for (int bf16 = 0; bf16 < 2; bf16++) {
             for (int usepool = 0; usepool < 2; usepool++) {
                 for (size_t i = 0; i < ny; i++) y[i] = NAN;
@@ -135,14 +137,25 @@ static void check_one(const kern_set *ks, wtype type, int rows, int cols, int T)
                 int lowp = bf16 && ks->tile_bf16 && type != W_F32;
                 double tol = lowp ? 8e-3 : 2e-6;
                 double e = worst(y, ref, ad, ny, tol);
+                static const char *pn[] = {"gemv", "gemm", "fused"};
                 CHECK(e <= 1.0, "%s %s %dx%d T=%d %s%s%s: error %.3g x bound", ks->name, tname(type),
-                      rows, cols, T, path ? "gemm" : "gemv", bf16 ? " bf16" : "",
-                      usepool ? " pool" : "", e);
+                      rows, cols, T, pn[path], bf16 ? " bf16" : "", usepool ? " pool" : "", e);
+                /* batch invariance: the GEMM and the few-token path of sets
+                 * with BF16 tiles agree bit for bit */
+                if (path == 1 && !usepool) memcpy(yg, y, ny * 4);
+                if (path == 2 && ks->tile_bf16) {
+                    kern_gemm_min_t = 1;
+                    kern_linear(ks, &tw.w, x, T, yg, bf16, NULL);
+                    kern_gemm_min_t = 1 << 30;
+                    CHECK(!memcmp(y, yg, ny * 4), "%s %s %dx%d T=%d%s: fused GEMV differs from GEMM", ks->name,
+                          tname(type), rows, cols, T, bf16 ? " bf16" : "");
+                }
             }
         }
     }
     kern_gemm_min_t = saved;
-    free(x); free(ref); free(y); free(ad);
+    kern_batch_invariant = 1;
+    free(x); free(ref); free(y); free(ad); free(yg);
     free_weight(&tw);
 }
 

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #define TOKENIZER_JSON "data/tokenizer.json"
@@ -170,6 +171,17 @@ TEST(special_tokens) {
         CHECK(b && l == strlen(sp[i].s) && !memcmp(b, sp[i].s, l), "bytes of %s", sp[i].s);
     }
     CHECK(dsv4_token_special_flag(tok, 0) && !dsv4_token_special_flag(tok, 128821), "special flags");
+    /* Every added token decodes to its own content, whichever way an HF
+     * version routes added tokens through the ByteLevel decoder. */
+    int added = 0, differ = 0;
+    for (int32_t id = 0; id < dsv4_tokenizer_vocab_size(tok); id++) {
+        if (!dsv4_token_is_special(tok, id)) continue;
+        size_t bl, sl;
+        const char *b = dsv4_token_bytes(tok, id, &bl), *s = dsv4_token_spelling(tok, id, &sl);
+        added++;
+        differ += !b || !s || bl != sl || memcmp(b, s, bl);
+    }
+    CHECK(added == 1283 && differ == 0, "%d added tokens, %d decode differently from their content", added, differ);
     CHECK(!dsv4_token_is_special(tok, 19923) && !dsv4_token_is_special(tok, -1), "plain token not special");
     CHECK(dsv4_token_id(tok, "Hello") == 19923, "vocab spelling lookup");
     CHECK(dsv4_token_id(tok, "ĠÑĤ") >= 0 && dsv4_token_id(tok, "no such token at all") == -1, "lookups");
@@ -487,6 +499,44 @@ TEST(stream_equals_one_shot) {
     dsv4_detok_stream_free(st);
 }
 
+/* Four threads encode the same texts at once and must all agree with the
+ * single-threaded result (a loaded tokenizer is read-only). */
+typedef struct { const char *text; size_t len; const int32_t *want; size_t n_want; int bad; } thread_job;
+
+static void *thread_encode(void *arg) {
+    thread_job *j = arg;
+    for (int r = 0; r < 20; r++) {
+        int32_t *ids;
+        size_t n;
+        if (dsv4_tokenize(tok, j->text, j->len, &ids, &n)) { j->bad++; continue; }
+        if (n != j->n_want || memcmp(ids, j->want, n * sizeof *ids)) j->bad++;
+        free(ids);
+    }
+    return NULL;
+}
+
+TEST(threads) {
+    size_t len;
+    char err[256];
+    char *text = read_file(DATA("tokenizer/README.md"), &len, err, sizeof err);
+    CHECK(text != NULL, "%s", err);
+    if (!text) return;
+    int32_t *want;
+    size_t n_want;
+    CHECK(!dsv4_tokenize(tok, text, len, &want, &n_want), "encode");
+    pthread_t th[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){text, len, want, n_want, 0};
+        pthread_create(&th[i], NULL, thread_encode, &jobs[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) { pthread_join(th[i], NULL); bad += jobs[i].bad; }
+    CHECK(bad == 0, "%d concurrent encodings differ", bad);
+    free(want);
+    free(text);
+}
+
 TEST(load_errors) {
     char err[256] = "";
     CHECK(dsv4_tokenizer_load("/nonexistent/tokenizer.json", err, sizeof err) == NULL && strstr(err, "nonexistent"),
@@ -536,6 +586,7 @@ int main(void) {
     RUN(bpe_scan_equals_heap);
     RUN(random_bytes_round_trip);
     RUN(stream_equals_one_shot);
+    RUN(threads);
     RUN(load_errors);
     dsv4_tokenizer_free(tok);
     return check_summary();

@@ -10,6 +10,7 @@
  * scoring pass over the compressed keys (context/4 dot products).
  */
 #include "model/ops.h"
+#include "num/vecops.h"
 #include "util/util.h"
 #include <float.h>
 #include <stdlib.h>
@@ -18,10 +19,25 @@
 /* ---- small ops ---------------------------------------------------------- */
 
 void rmsnorm(const float *x, const float *w, int n, float eps, float *y, int exact) {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    float r = 1.0f / sqrtf(mean_square(x, n) + eps);
     for (int i = 0; i < n; i++) y[i] = rnd(exact, w[i] * (x[i] * r));
+}
+
+void rope_table(const float *freq, int rd, int pos, float *cs) {
+    for (int i = 0; i < rd / 2; i++) {
+        float ang = (float)pos * freq[i];     /* FP32 angle, as torch.outer */
+        cs[2 * i] = cosf(ang);
+        cs[2 * i + 1] = sinf(ang);
+    }
+}
+
+void rope_apply(float *x, int rd, const float *cs, int inverse, int exact) {
+    for (int i = 0; i < rd / 2; i++) {
+        float c = cs[2 * i], s = inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = rnd(exact, a * c - b * s);
+        x[2 * i + 1] = rnd(exact, a * s + b * c);
+    }
 }
 
 void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact) {
@@ -35,16 +51,21 @@ void rope(float *x, int rd, const float *freq, int pos, int inverse, int exact) 
     }
 }
 
+/* Computed in double (exact for BF16 inputs up to n = 2^16) and rounded
+ * once, like the reference's exact transform. */
 void hadamard(float *x, int n, int exact) {
+    double buf[1024], *v = n <= 1024 ? buf : xmalloc((size_t)n * sizeof(double));
+    for (int i = 0; i < n; i++) v[i] = x[i];
     for (int h = 1; h < n; h *= 2)
         for (int i = 0; i < n; i += 2 * h)
             for (int j = i; j < i + h; j++) {
-                float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
+                double a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
             }
-    float s = 1.0f / sqrtf((float)n);
-    for (int i = 0; i < n; i++) x[i] = rnd(exact, x[i] * s);
+    double s = 1.0 / sqrt((double)n);
+    for (int i = 0; i < n; i++) x[i] = exact ? bf16_to_f32(f32_to_bf16_from_double(v[i] * s)) : (float)(v[i] * s);
+    if (v != buf) free(v);
 }
 
 void topk_desc(const float *score, int n, int k, int *out) {
@@ -79,11 +100,13 @@ void layer_state_reset(const dsv4_model *m, int li, layer_state *ls) {
 
 /* ---- compressor (spec 4.4) ----------------------------------------------- */
 
-/* Pool one completed block j from the state into out[d] (FP32). */
-static void compressor_pool(const compressor_w *cw, const float *kvs, const float *scs, float *out) {
+/* Pool one completed block j from the state into out[d] (FP32): per
+ * channel, a softmax over the block's candidate scores weights their KV
+ * values.  tmp: room for 3 * (2 * ratio) floats. */
+static void compressor_pool(const compressor_w *cw, const float *kvs, const float *scs, float *out, float *tmp) {
     int r = cw->ratio, d = cw->d, w2 = cw->coff * d, nc = cw->overlap ? 2 * r : r;
+    float *sc = tmp, *kv = tmp + nc, *e = tmp + 2 * nc;
     for (int c = 0; c < d; c++) {
-        float sc[256], kv[256];
         for (int i = 0; i < nc; i++) {
             /* overlap: rows 0..r-1 carry the previous block's A half
              * (channel c), rows r..2r-1 the current block's B half (d+c) */
@@ -93,7 +116,7 @@ static void compressor_pool(const compressor_w *cw, const float *kvs, const floa
         }
         float mx = -INFINITY;
         for (int i = 0; i < nc; i++) mx = fmaxf(mx, sc[i]);
-        float sum = 0.0f, e[256];
+        float sum = 0.0f;
         for (int i = 0; i < nc; i++) { e[i] = expf(sc[i] - mx); sum += e[i]; }
         float acc = 0.0f;
         for (int i = 0; i < nc; i++) acc += kv[i] * (e[i] / sum);
@@ -127,7 +150,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
     int D = m->cfg.dim, r = cw->ratio, d = cw->d, w2 = cw->coff * d;
     float *kvp = xmalloc((size_t)T * w2 * sizeof(float));
     float *scp = xmalloc((size_t)T * w2 * sizeof(float));
-    float *tmp = xmalloc((size_t)d * sizeof(float));
+    float *tmp = xmalloc((size_t)d * sizeof(float)), *ptmp = xmalloc((size_t)6 * r * sizeof(float));
     /* the reference runs both in FP32 (x.float(), FP32 weights) */
     dsv4_mode lm = m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode;
     linear(&cw->wkv, x, T, kvp, lm, 0, m->pool);
@@ -145,7 +168,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
         }
         if ((p + 1) % r) continue;
         int j = p / r;
-        compressor_pool(cw, kvs, scs, tmp);
+        compressor_pool(cw, kvs, scs, tmp, ptmp);
         if (cw->overlap) {
             memcpy(kvs, kvs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
             memcpy(scs, scs + (size_t)r * w2, (size_t)r * w2 * sizeof(float));
@@ -156,6 +179,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
     free(kvp);
     free(scp);
     free(tmp);
+    free(ptmp);
 }
 
 /* ---- lightning indexer (spec 4.5) ----------------------------------------- */
@@ -170,39 +194,72 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
     float *q = xmalloc((size_t)T * IH * ID * sizeof(float));
     float *w = xmalloc((size_t)T * IH * sizeof(float));
     linear(&l->idx_wq_b, qr, T, q, m->mode, 0, m->pool);
-    for (int t = 0; t < T; t++)
+    float *cs = xmalloc((size_t)rd * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        rope_table(m->rope_freq_comp, rd, rows[t].pos, cs);
         for (int h = 0; h < IH; h++) {
             float *qh = q + ((size_t)t * IH + h) * ID;
-            rope(qh + ID - rd, rd, m->rope_freq_comp, rows[t].pos, 0, ex);
+            rope_apply(qh + ID - rd, rd, cs, 0, ex);
             hadamard(qh, ID, ex);
             if (ex) fp4_roundtrip(qh, ID, 32);
         }
+    }
+    free(cs);
     compressor_run(m, li, &l->idx_comp, 1, rows, T, x);
     linear(&l->idx_weights_proj, x, T, w, m->mode, LIN_OUT_BF16, m->pool);
     float wscale = 1.0f / sqrtf((float)ID) * (1.0f / sqrtf((float)IH));
     for (size_t i = 0; i < (size_t)T * IH; i++) w[i] = rnd(ex, w[i] * wscale);
+    /* Scores against the cached keys as matrix products: rows of one
+     * sequence share the keys, so a chunk of them is one product
+     * dots[row][h][j] = q_h . K_j (keys as the weight matrix, rows = blocks),
+     * bounded to ~16M floats of output per product. */
+    float *dots = NULL;
+    size_t dots_cap = 0;
+    int chunk_a = 0, chunk_b = 0, chunk_nb = 0;
     for (int t = 0; t < T; t++) {
         const layer_state *ls = &rows[t].seq->ls[li];
         int nb = (rows[t].pos + 1) / 4;
-        float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
-        for (int j = 0; j < nb; j++) {
-            const float *k = ls->ikv + (size_t)j * ID;
-            float acc = 0.0f;
-            for (int h = 0; h < IH; h++) {
-                const float *qh = q + ((size_t)t * IH + h) * ID;
-                float dot = 0.0f;
-                for (int i = 0; i < ID; i++) dot += qh[i] * k[i];
-                dot = rnd(ex, dot);
-                if (dot > 0.0f) acc += rnd(ex, dot * w[(size_t)t * IH + h]);
+        if (t >= chunk_b) {
+            chunk_a = t;
+            chunk_b = t + 1;
+            int last_nb = nb;
+            while (chunk_b < T && rows[chunk_b].seq == rows[t].seq &&
+                   (size_t)(chunk_b - chunk_a + 1) * IH * (size_t)((rows[chunk_b].pos + 1) / 4) <= ((size_t)16 << 20)) {
+                last_nb = (rows[chunk_b].pos + 1) / 4;
+                chunk_b++;
             }
-            score[j] = rnd(ex, acc);
+            chunk_nb = last_nb;
+            size_t need = (size_t)(chunk_b - chunk_a) * IH * (chunk_nb ? chunk_nb : 1);
+            if (need > dots_cap) { free(dots); dots = xmalloc(need * sizeof(float)); dots_cap = need; }
+            if (chunk_nb) {
+                dsv4_weight kw = {.type = W_F32, .rows = chunk_nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
+                linear(&kw, q + (size_t)chunk_a * IH * ID, (chunk_b - chunk_a) * IH, dots, m->mode, LIN_OUT_BF16, m->pool);
+            }
         }
+        float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
+        for (int j = 0; j < nb; j++) score[j] = 0.0f;
+        for (int h = 0; h < IH; h++) {
+            float wh = w[(size_t)t * IH + h];
+            const float *dh = dots + ((size_t)(t - chunk_a) * IH + h) * chunk_nb;
+            for (int j = 0; j < nb; j++)
+                if (dh[j] > 0.0f) score[j] += rnd(ex, dh[j] * wh);
+        }
+        for (int j = 0; j < nb; j++) score[j] = rnd(ex, score[j]);
         int k = nb < c->index_topk ? nb : c->index_topk;
         if (k > k_max) k = k_max;
         topk_desc(score, nb, k, sel + (size_t)t * k_max);
         nsel[t] = k;
+        if (rows[t].seq->trace) {
+            /* as the reference hooks record it: topk ids, -1 = none */
+            float ids[4096];
+            for (int i = 0; i < c->index_topk && i < 4096; i++) ids[i] = i < k ? (float)sel[(size_t)t * k_max + i] : -1.0f;
+            char nm[64];
+            snprintf(nm, sizeof nm, "layer%d.indexer_selected_blocks", li);
+            trace_rows(rows[t].seq->trace, nm, ids, 1, c->index_topk < 4096 ? c->index_topk : 4096);
+        }
         free(score);
     }
+    free(dots);
     free(q);
     free(w);
 }
@@ -231,22 +288,18 @@ static void attend_one(const float *q, const float *const *keys, int n, float si
         float s[64], mb = mrun;
         for (int j = b; j < e; j++) {
             if (!keys[j]) { s[j - b] = -INFINITY; continue; }
-            float dot = 0.0f;
-            for (int i = 0; i < hd; i++) dot += q[i] * keys[j][i];
-            s[j - b] = dot * scale;
+            s[j - b] = vec_dot(q, keys[j], hd) * scale;
             mb = fmaxf(mb, s[j - b]);
         }
         if (mb == -INFINITY) continue;
         float alpha = expf(mrun - mb);
         l *= alpha;
-        for (int i = 0; i < hd; i++) acc[i] *= alpha;
+        if (alpha != 1.0f) vec_scale(acc, alpha, hd);
         for (int j = b; j < e; j++) {
             if (!keys[j]) continue;
             float p = expf(s[j - b] - mb);
             l += p;
-            float pv = rnd(ex, p);
-            const float *k = keys[j];
-            for (int i = 0; i < hd; i++) acc[i] += pv * k[i];
+            vec_axpy(acc, rnd(ex, p), keys[j], hd);
         }
         mrun = mb;
     }
@@ -314,6 +367,9 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     int ex = exact_mode(m), H = c->n_heads, hd = c->head_dim, rd = c->rope_head_dim, win = c->window_size;
     int QR = c->q_lora_rank, G = c->o_groups, R = c->o_lora_rank, D = c->dim;
     const float *freq = l->ratio ? m->rope_freq_comp : m->rope_freq_swa;
+    /* cos/sin of every row's position, computed once for q, kv and o */
+    float *cs = xmalloc((size_t)T * rd * sizeof(float));
+    for (int t = 0; t < T; t++) rope_table(freq, rd, rows[t].pos, cs + (size_t)t * rd);
 
     /* query path (4.2) */
     float *qr = xmalloc((size_t)T * QR * sizeof(float));
@@ -328,7 +384,7 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
             for (int i = 0; i < hd; i++) ss += rnd(ex, qh[i] * qh[i]);
             float r = rnd(ex, 1.0f / sqrtf(rnd(ex, rnd(ex, ss / (float)hd) + c->norm_eps)));
             for (int i = 0; i < hd; i++) qh[i] = rnd(ex, qh[i] * r);
-            rope(qh + hd - rd, rd, freq, rows[t].pos, 0, ex);
+            rope_apply(qh + hd - rd, rd, cs + (size_t)t * rd, 0, ex);
         }
 
     /* raw KV (4.3) */
@@ -337,7 +393,7 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     for (int t = 0; t < T; t++) {
         float *k = kv + (size_t)t * hd;
         rmsnorm(k, l->kv_norm, hd, c->norm_eps, k, ex);
-        rope(k + hd - rd, rd, freq, rows[t].pos, 0, ex);
+        rope_apply(k + hd - rd, rd, cs + (size_t)t * rd, 0, ex);
         if (ex) fp8_roundtrip(k, hd - rd, 64);
     }
 
@@ -388,7 +444,7 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     attn_job job = {m, T, H, hd, q, keys, nkeys, kstride, l->attn_sink, o};
     pool_run(m->pool, attn_worker, &job);
     for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++) rope(o + ((size_t)t * H + h) * hd + hd - rd, rd, freq, rows[t].pos, 1, ex);
+        for (int h = 0; h < H; h++) rope_apply(o + ((size_t)t * H + h) * hd + hd - rd, rd, cs + (size_t)t * rd, 1, ex);
 
     /* write the window ring: the newest win positions of each segment */
     for (int t = 0; t < T; t++) {
@@ -420,5 +476,5 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     linear(&l->wo_b, u, T, out, m->mode, 0, m->pool);
     (void)D;
     free(xg); free(ug); free(u); free(o); free(keys); free(nkeys); free(sel); free(nsel);
-    free(kv); free(q); free(qr);
+    free(kv); free(q); free(qr); free(cs);
 }

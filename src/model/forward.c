@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+void model_profile_reset(dsv4_model *m) {
+    memset(m->prof_s, 0, (size_t)(m->cfg.n_layers + 2) * sizeof(double));
+    m->prof_calls = 0;
+}
+
 /* ---- sequences -------------------------------------------------------------- */
 
 dsv4_seq *dsv4_seq_new(dsv4_model *m, int max_ctx, char *err, size_t errlen) {
@@ -111,6 +116,37 @@ int dsv4_seq_copy(dsv4_seq *dst, const dsv4_seq *src) {
     return 0;
 }
 
+/* Pretend ctx tokens were processed: random window ring, compressed
+ * entries, indexer keys and compressor state of the right shapes and scale
+ * (unit-RMS vectors, as after the norms), so long contexts can be timed
+ * without a long prefill.  The numbers are meaningless; the costs are real. */
+int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    if (ctx < 0 || ctx > s->cap) return -1;
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
+#define RNDF() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, (float)((int64_t)(st >> 11) % 2000001 - 1000000) * 1.7e-6f)
+    int hd = c->head_dim, ihd = c->index_head_dim;
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_w *l = &m->layers[i];
+        layer_state *ls = &s->ls[i];
+        for (size_t k = 0; k < (size_t)c->window_size * hd; k++) ls->ring[k] = RNDF();
+        if (l->ratio) {
+            for (size_t k = 0; k < (size_t)(ctx / l->ratio) * hd; k++) ls->ckv[k] = RNDF();
+            size_t n = (size_t)l->comp.coff * l->ratio * l->comp.coff * hd;
+            for (size_t k = 0; k < n; k++) { ls->kv_state[k] = RNDF(); ls->sc_state[k] = RNDF(); }
+        }
+        if (l->has_indexer) {
+            for (size_t k = 0; k < (size_t)(ctx / 4) * ihd; k++) ls->ikv[k] = RNDF();
+            for (size_t k = 0; k < (size_t)16 * ihd; k++) { ls->ikv_state[k] = RNDF(); ls->isc_state[k] = RNDF(); }
+        }
+    }
+#undef RNDF
+    s->pos = ctx;
+    s->mtp_pos = ctx;
+    return 0;
+}
+
 /* ---- mHC (spec 6) -------------------------------------------------------------- */
 
 static dsv4_weight f32_matrix(const float *data, int rows, int cols) {
@@ -125,10 +161,7 @@ static void hc_mixes(dsv4_model *m, const float *fn, int mix, const float *H, in
     dsv4_weight w = f32_matrix(fn, mix, n);
     linear(&w, H, T, mixes, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : DSV4_MODE_FP32, 0, m->pool);
     for (int t = 0; t < T; t++) {
-        const float *x = H + (size_t)t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / (float)n + c->norm_eps);
+        float r = 1.0f / sqrtf(mean_square(H + (size_t)t * n, n) + c->norm_eps);
         for (int i = 0; i < mix; i++) mixes[(size_t)t * mix + i] *= r;
     }
 }
@@ -302,6 +335,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_attn_fn, l->hc_attn_scale, l->hc_attn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->attn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_attn_post", post, hc);
+    TRACE("hc_attn_comb", comb, hc * hc);
     TRACE("attn_in", x, D);
     attention_forward(m, li, rows, T, x, f);
     TRACE("attn_out", f, D);
@@ -310,6 +345,8 @@ static void block_forward(dsv4_model *m, int li, row_info *rows, int T, float *H
 
     hc_pre(m, l->hc_ffn_fn, l->hc_ffn_scale, l->hc_ffn_base, H, T, x, post, comb);
     for (int t = 0; t < T; t++) rmsnorm(x + (size_t)t * D, l->ffn_norm, D, c->norm_eps, x + (size_t)t * D, ex);
+    TRACE("hc_ffn_post", post, hc);
+    TRACE("hc_ffn_comb", comb, hc * hc);
     TRACE("ffn_in", x, D);
     moe_forward(m, li, rows, T, x, f);
     TRACE("ffn_out", f, D);
@@ -356,14 +393,21 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
     const dsv4_config *c = &m->cfg;
     int hc = c->hc_mult, D = c->dim;
     float *H = xmalloc((size_t)T * hc * D * sizeof(float));
+    double t0 = now_sec();
     embed_rows(m, rows, T, H);
+    m->prof_s[c->n_layers + 1] += now_sec() - t0;
     if (rows[0].seq->trace) {
         float *e = xmalloc((size_t)T * D * sizeof(float));
         for (int t = 0; t < T; t++) memcpy(e + (size_t)t * D, H + (size_t)t * hc * D, (size_t)D * sizeof(float));
         trace_rows(rows[0].seq->trace, "embed", e, T, D);
         free(e);
     }
-    for (int li = 0; li < c->n_layers; li++) block_forward(m, li, rows, T, H);
+    for (int li = 0; li < c->n_layers; li++) {
+        t0 = now_sec();
+        block_forward(m, li, rows, T, H);
+        m->prof_s[li] += now_sec() - t0;
+    }
+    t0 = now_sec();
     for (int t = 0; t < T; t++)
         if (rows[t].seq->keep_streams)
             memcpy(rows[t].seq->streams + (size_t)rows[t].pos * hc * D, H + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
@@ -375,6 +419,8 @@ static void forward_rows(dsv4_model *m, row_info *rows, int T, const unsigned ch
         if (n) head_forward(m, sel, n, m->hc_head_fn, m->hc_head_scale, m->hc_head_base, m->norm, logits, rows[0].seq->trace);
         free(sel);
     }
+    m->prof_s[c->n_layers] += now_sec() - t0;
+    m->prof_calls++;
     free(H);
 }
 

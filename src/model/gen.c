@@ -29,6 +29,10 @@
  *    direction does not dominate logits or routing;
  *  - indexer.weights_proj has a positive component along c, so per-head
  *    index weights are > 0;
+ *  - a weak shared direction w (on the non-RoPE dims) in the indexer's q
+ *    and k makes q.k mildly positive: indexer.wq_b gets + g_q w a^T, where
+ *    a = wq_a c_hat is the direction qr takes for c-aligned inputs, and the
+ *    indexer compressor's wkv gets + g_k w c_hat^T;
  *  - routed experts e % 4 == 1 are "hot" (w1/w3 x5, w2 x0.1) so the SwiGLU
  *    clamps fire;
  *  - hc bases: identity-heavy comb (diagonal +2) so Sinkhorn mixes are near
@@ -378,6 +382,8 @@ typedef struct {
     int tab;                /* FP8/FP4: index of the code table */
     uint64_t key;           /* rng key (of the base name: weight and scale share it) */
     int unit;               /* sharding unit */
+    int shared;             /* indexer shared direction: 1 = q side (wq_b), 2 = k side (compressor wkv) */
+    int aux;                /* q side: spec index of the layer's wq_a */
     int shard;
     uint64_t nbytes, offset;
 } gspec;
@@ -396,6 +402,8 @@ typedef struct {
     int ntabs;
     int unit;
     float *c, *u;           /* common embedding direction and its unit vector */
+    float *w_idx;           /* indexer shared direction [index_head_dim], 0 on RoPE dims */
+    float **a_hat;          /* per spec: unit wq_a.c_hat of the layer (q-side specs only) */
 } gplan;
 
 static uint64_t base_key(const gplan *p, const char *name) {
@@ -526,10 +534,16 @@ static void add_block(gplan *p, const char *pre, int ratio, int hash) {
         add_norm(p, NM("%sattn.compressor.norm.weight", pre), hd);
     }
     if (ratio == 4) {
+        int wqa = -1;
+        for (int i = p->n - 1; i >= 0 && wqa < 0; i--)
+            if (!strcmp(p->t[i].name, NM("%sattn.wq_a.weight", pre))) wqa = i;
         add_fp8(p, NM("%sattn.indexer.wq_b", pre), IH * ID, qr, 1.0f / sqrtf((float)qr));
+        p->t[p->n - 2].shared = 1, p->t[p->n - 2].aux = wqa;
+        p->t[p->n - 2].extra = 0.7f / sqrtf((float)qr);
         gspec *w = add(p, NM("%sattn.indexer.weights_proj.weight", pre), ST_BF16, IH, D, G_PLUS_C, 0, 0.4f * sD);
         w->extra = 3.5f * sD;
-        add(p, NM("%sattn.indexer.compressor.wkv.weight", pre), ST_BF16, 2 * ID, D, G_BF16, 0, sD);
+        gspec *k = add(p, NM("%sattn.indexer.compressor.wkv.weight", pre), ST_BF16, 2 * ID, D, G_BF16, 0, sD);
+        k->shared = 2, k->extra = 0.7f * sD;
         add(p, NM("%sattn.indexer.compressor.wgate.weight", pre), ST_BF16, 2 * ID, D, G_BF16, 0, sD);
         add(p, NM("%sattn.indexer.compressor.ape", pre), ST_F32, 4, 2 * ID, G_F32, 0, 0.5f);
         add_norm(p, NM("%sattn.indexer.compressor.norm.weight", pre), ID);
@@ -561,6 +575,10 @@ static void plan_free(gplan *p) {
     free(p->t);
     free(p->c);
     free(p->u);
+    free(p->w_idx);
+    if (p->a_hat)
+        for (int i = 0; i < p->n; i++) free(p->a_hat[i]);
+    free(p->a_hat);
 }
 
 static void plan_build(gplan *p, const dsv4_gen_opts *o) {
@@ -580,6 +598,12 @@ static void plan_build(gplan *p, const dsv4_gen_opts *o) {
         nn += (double)p->c[j] * p->c[j];
     }
     for (int j = 0; j < c->dim; j++) p->u[j] = (float)(p->c[j] / sqrt(nn));
+    p->w_idx = xcalloc((size_t)c->index_head_dim, sizeof(float));
+    s = row_seed(base_key(p, "indexer.shared_direction"), 0);
+    for (int j = 0; j < c->index_head_dim - c->rope_head_dim; j++) {
+        if (j % 4 == 0) x = rng_next(&s);
+        p->w_idx[j] = Q16[(x >> (16 * (j % 4))) & 0xffff];
+    }
 
     add(p, "embed.weight", ST_BF16, c->vocab_size, c->dim, G_EMBED, 0, 0.5f);
     for (int l = 0; l < c->n_layers; l++) {
@@ -656,19 +680,31 @@ static void fill_row(const gplan *p, const gspec *t, int64_t r, uint8_t *dst, fl
     uint64_t s = row_seed(t->key, r);
     int64_t cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
     switch (t->kind) {
-    case G_BF16: case G_EMBED: case G_PROJ_OUT_C: case G_PLUS_C: {
-        normal_row(&s, tmp, cols, t->mean, t->sigma);
-        if (t->kind == G_EMBED)
-            for (int64_t j = 0; j < cols; j++) tmp[j] += p->c[j];
-        if (t->kind == G_PROJ_OUT_C) {
-            double dot = 0;
-            for (int64_t j = 0; j < cols; j++) dot += (double)tmp[j] * p->u[j];
-            for (int64_t j = 0; j < cols; j++) tmp[j] -= (float)dot * p->u[j];
-        }
-        if (t->kind == G_PLUS_C)
-            for (int64_t j = 0; j < cols; j++) tmp[j] += t->extra * p->u[j];
+    case G_BF16: case G_EMBED: case G_PLUS_C: {
+        /* one fused pass: mean + sigma*N + k*vec (k*vec = c, extra*c_hat,
+         * the indexer's shared direction, or nothing) */
+        const float *vec = t->kind == G_EMBED ? p->c : p->u;
+        float k = t->kind == G_EMBED ? 1.0f : (t->kind == G_PLUS_C ? t->extra : 0.0f);
+        if (t->shared == 2) k = t->extra * p->w_idx[r % p->o->cfg.index_head_dim];
         uint16_t *o = (uint16_t *)dst;
-        for (int64_t j = 0; j < cols; j++) o[j] = f32_to_bf16(tmp[j]);
+        uint64_t x = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            if ((j & 3) == 0) x = rng_next(&s);
+            float v = t->mean + t->sigma * Q16[(x >> (16 * (j & 3))) & 0xffff];
+            o[j] = f32_to_bf16(k != 0 ? v + k * vec[j] : v);   /* vec has dim entries: rows with k != 0 are [.., dim] */
+        }
+        break;
+    }
+    case G_PROJ_OUT_C: {   /* draw + dot with c_hat, then remove that component */
+        uint64_t x = 0;
+        double dot = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            if ((j & 3) == 0) x = rng_next(&s);
+            tmp[j] = t->mean + t->sigma * Q16[(x >> (16 * (j & 3))) & 0xffff];
+            dot += (double)tmp[j] * p->u[j];
+        }
+        uint16_t *o = (uint16_t *)dst;
+        for (int64_t j = 0; j < cols; j++) o[j] = f32_to_bf16(tmp[j] - (float)dot * p->u[j]);
         break;
     }
     case G_F32:
@@ -689,6 +725,19 @@ static void fill_row(const gplan *p, const gspec *t, int64_t r, uint8_t *dst, fl
     case G_FP8: {
         const uint8_t *codes = p->tabs[t->tab].codes;
         uint64_t x = 0;
+        float wr = t->shared == 1 ? t->extra * p->w_idx[r % p->o->cfg.index_head_dim] : 0;
+        if (wr != 0) {   /* + wr * a_hat: encode each value (slow path, indexer q rows only) */
+            const float *a = p->a_hat[t - p->t];
+            for (int64_t b0 = 0; b0 < cols; b0 += 128) {
+                float sc = ldexpf(1.0f, t->e0 + block_bit(t->key, r / 128, b0 / 128));
+                int64_t b1 = b0 + 128 < cols ? b0 + 128 : cols;
+                for (int64_t j = b0; j < b1; j++) {
+                    if ((j & 3) == 0) x = rng_next(&s);
+                    dst[j] = e4m3_encode((t->sigma * Q16[(x >> (16 * (j & 3))) & 0xffff] + wr * a[j]) / sc);
+                }
+            }
+            break;
+        }
         for (int64_t b0 = 0; b0 < cols; b0 += 128) {
             const uint8_t *tab = codes + 65536 * block_bit(t->key, r / 128, b0 / 128);
             int64_t b1 = b0 + 128 < cols ? b0 + 128 : cols;
@@ -946,6 +995,32 @@ static int write_index(const gplan *p, const char *dir, int nshards, uint64_t to
     return rc;
 }
 
+/* a_hat for every indexer wq_b: the unit vector wq_a . c_hat of its layer,
+ * from the dequantised wq_a rows exactly as they will be written. */
+static void plan_prepare_shared(gplan *p) {
+    p->a_hat = xcalloc((size_t)p->n, sizeof(float *));
+    int D = p->o->cfg.dim;
+    uint8_t *row = xmalloc((size_t)D);
+    for (int i = 0; i < p->n; i++) {
+        if (p->t[i].shared != 1) continue;
+        const gspec *wa = &p->t[p->t[i].aux];
+        int64_t qr = wa->shape[0];
+        float *a = xmalloc((size_t)qr * sizeof(float));
+        double nn = 0;
+        for (int64_t r = 0; r < qr; r++) {
+            fill_row(p, wa, r, row, NULL);
+            double d = 0;
+            for (int j = 0; j < D; j++)
+                d += (double)e4m3_to_f32(row[j]) * ldexpf(1.0f, wa->e0 + block_bit(wa->key, r / 128, j / 128)) * p->u[j];
+            a[r] = (float)d;
+            nn += d * d;
+        }
+        for (int64_t r = 0; r < qr; r++) a[r] = (float)(a[r] / sqrt(nn > 0 ? nn : 1));
+        p->a_hat[i] = a;
+    }
+    free(row);
+}
+
 int dsv4_gen_write(const dsv4_gen_opts *o, const char *dir, char *err, size_t errlen) {
     /* the geometry must be one a loader accepts */
     char *cfg = dsv4_gen_config_json(o);
@@ -959,6 +1034,7 @@ int dsv4_gen_write(const dsv4_gen_opts *o, const char *dir, char *err, size_t er
 
     gplan p;
     plan_build(&p, o);
+    plan_prepare_shared(&p);
     int nshards = plan_shard(&p, o->shard_bytes);
     uint64_t total = 0;
     for (int i = 0; i < p.n; i++) total += p.t[i].nbytes;
@@ -977,6 +1053,14 @@ int dsv4_gen_write(const dsv4_gen_opts *o, const char *dir, char *err, size_t er
         "{\n  \"_from_model_config\": true,\n  \"bos_token_id\": 0,\n  \"eos_token_id\": 1,\n"
         "  \"do_sample\": true,\n  \"temperature\": 1.0,\n  \"top_p\": 1.0,\n  \"transformers_version\": \"4.57.1\"\n}\n";
     if (write_text(dir, "generation_config.json", gencfg, sizeof gencfg - 1, err, errlen)) goto out;
+    if (o->cfg.vocab_size != 129280) {   /* a tokenizer we wrote earlier no longer fits */
+        char tp[4096];
+        struct stat st;
+        if (!stat(path_join(tp, sizeof tp, dir, "tokenizer.json"), &st) && (uint64_t)st.st_size == dsv4_tokenizer_json_len) {
+            unlink(tp);
+            unlink(path_join(tp, sizeof tp, dir, "tokenizer_config.json"));
+        }
+    }
     if (o->cfg.vocab_size == 129280 &&
         (write_text(dir, "tokenizer.json", dsv4_tokenizer_json, (size_t)dsv4_tokenizer_json_len, err, errlen) ||
          write_text(dir, "tokenizer_config.json", dsv4_tokenizer_config_json, (size_t)dsv4_tokenizer_config_json_len,

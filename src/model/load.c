@@ -168,7 +168,9 @@ static void load_layer(loader *L, int li, layer_w *l) {
 static float *rope_freqs(const dsv4_config *c, double base, int yarn) {
     int rd = c->rope_head_dim, n = rd / 2;
     float *f = xmalloc((size_t)n * sizeof(float));
-    for (int i = 0; i < n; i++) f[i] = (float)(1.0 / pow(base, (double)(2 * i) / rd));
+    /* FP32 arithmetic as the reference computes it (1 / base^(2i/rd) on a
+     * float32 tensor), so that the angles match it to the last bit */
+    for (int i = 0; i < n; i++) f[i] = 1.0f / powf((float)base, (float)(2 * i) / (float)rd);
     if (yarn && c->original_seq_len > 0) {
         double two_pi = 2 * M_PI;
         double lo = floor(rd * log(c->original_seq_len / (c->beta_fast * two_pi)) / (2 * log(base)));
@@ -210,6 +212,7 @@ dsv4_model *model_load_source(const dsv4_config *cfg, wsource src, const char *l
         if (extra) { L.failed = 1; errf(err, errlen, "%s: unexpected tensor '%s' (not part of the model the config describes)", label, extra); }
     }
     if (L.failed) { dsv4_model_free(m); return NULL; }
+    m->prof_s = xcalloc((size_t)c->n_layers + 2, sizeof(double));
     m->rope_freq_swa = rope_freqs(c, c->rope_theta, 0);
     m->rope_freq_comp = rope_freqs(c, c->compress_rope_theta, 1);
     dsv4_model_set_threads(m, 0);
@@ -252,6 +255,7 @@ void dsv4_model_free(dsv4_model *m) {
     free(m->layers);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    free(m->prof_s);
     free(m->rope_freq_swa);
     free(m->rope_freq_comp);
     if (m->src.close) m->src.close(m->src.ctx);

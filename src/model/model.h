@@ -71,6 +71,11 @@ struct dsv4_model {
     void **owned;
     int n_owned;
     char dir[1024];
+    /* Time spent per part of the forward pass (seconds, summed over calls;
+     * see model_profile): index = main layer, then [n_layers] = head and
+     * hc_head, [n_layers+1] = embedding. */
+    double *prof_s;
+    long prof_calls;
 };
 
 /* Per-layer cache and compressor state of one sequence. */
@@ -113,6 +118,13 @@ typedef struct model_account {
     double kv_bytes_per_token_bf16;          /* the spec's figure for a BF16 cache */
 } model_account;
 void model_account_compute(const dsv4_model *m, model_account *a);
+
+/* Random cache contents for timing long contexts (dsv4 bench --fill
+ * random): the sequence behaves as if ctx tokens had been processed. */
+int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed);
+
+/* Zero / read the per-part timings of the forward pass. */
+void model_profile_reset(dsv4_model *m);
 
 /* Keep the final streams of every position in the sequence (for MTP). */
 void seq_keep_streams(dsv4_seq *s, int on);

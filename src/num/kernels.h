@@ -50,6 +50,16 @@ typedef struct {
     void (*tile_bf16)(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
                       int nrow, int ntok, int accum);   /* NULL: no BF16 dot */
     int rm, tm;          /* register tile: rows x tokens */
+    /* Fused GEMV for few tokens: rows [r0, r0+nrow) (nrow <= rm) x ntok
+     * (<= 4) tokens over all K, weights converted from the mmap in
+     * registers, with per (row, token) exactly the arithmetic of
+     * deq + tile with K slices of kc (so results match the GEMM bit for
+     * bit).  x[t]: token rows from column 0; c[t]: y row of token t at
+     * column r0.  NULL: the driver uses deq + tile on 4-row blocks. */
+    void (*fused_f32)(const dsv4_weight *w, int r0, int nrow, const float *const *x,
+                      float *const *c, int ntok, int kc);
+    void (*fused_bf16)(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
+                       float *const *c, int ntok, int kc);
 } kern_set;
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;
@@ -65,6 +75,10 @@ void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T
                  int bf16, dsv4_pool *pool);
 /* Tokens from which linear() switches from GEMV to GEMM. */
 extern int kern_gemm_min_t;
+/* 1 (default): on kernel sets with BF16 tiles every product goes through
+ * the tiles, whatever T, so results do not depend on the batch shape
+ * (see kern_linear).  0: GEMV below kern_gemm_min_t (tests, benchmarks). */
+extern int kern_batch_invariant;
 
 /* Probes (num/kernels_probe.c) for `dsv4 bench`. */
 /* Read bandwidth in GB/s: nthreads sum a buffer of `bytes` bytes `reps`

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
+#define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
 INL __m256 cvt_bf16x8(const uint16_t *p) {
@@ -99,11 +100,11 @@ INL void row_dot(const kern_gemv_args *a, int r, int t0, const int NT) {
     const int K = a->w->cols;
     const float *xb = a->w->type == W_MXFP4 ? a->xd : a->x;
     __m256 acc[4][2];
-    for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    UNROLL for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int k = 0; k < K; k += 32) {
         __m256 v[4];
         load32(a->w, r, k, v, 1);
-        for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++) {
             const float *xt = xb + (size_t)(t0 + t) * K + k;
             acc[t][0] = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(xt), acc[t][0]);
             acc[t][1] = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xt + 8), acc[t][1]);
@@ -111,7 +112,7 @@ INL void row_dot(const kern_gemv_args *a, int r, int t0, const int NT) {
             acc[t][1] = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xt + 24), acc[t][1]);
         }
     }
-    for (int t = 0; t < NT; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         a->y[(size_t)(t0 + t) * a->ldy + r] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
 INL __m512 cvt_bf16x16(const uint16_t *p) {
@@ -55,12 +56,12 @@ INL __m512 e2m1_tab(void) { return _mm512_loadu_ps(e2m1_table); }
 INL void NAME(const kern_gemv_args *a, int r, int t0, const int NT) {                   \
     const int K = a->w->cols;                                                           \
     __m512 acc[4][4];                                                                   \
-    for (int t = 0; t < NT; t++)                                                        \
+    UNROLL for (int t = 0; t < NT; t++)                                                        \
         for (int j = 0; j < 4; j++) acc[t][j] = _mm512_setzero_ps();                    \
     for (int k = 0; k < K; k += 64) {                                                   \
         __m512 w0, w1, w2, w3;                                                          \
         STEP_BODY                                                                       \
-        for (int t = 0; t < NT; t++) {                                                  \
+        UNROLL for (int t = 0; t < NT; t++) {                                                  \
             const float *xt = XPTR + (size_t)(t0 + t) * K + k;                          \
             acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[t][0]);            \
             acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[t][1]);       \
@@ -68,7 +69,7 @@ INL void NAME(const kern_gemv_args *a, int r, int t0, const int NT) {           
             acc[t][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xt + 48), acc[t][3]);       \
         }                                                                               \
     }                                                                                   \
-    for (int t = 0; t < NT; t++) {                                                      \
+    UNROLL for (int t = 0; t < NT; t++) {                                                      \
         __m512 s = _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),                   \
                                  _mm512_add_ps(acc[t][2], acc[t][3]));                  \
         a->y[(size_t)(t0 + t) * a->ldy + r] = _mm512_reduce_add_ps(s);                  \
@@ -271,6 +272,175 @@ static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const 
         }
 }
 
+/* ---- fused GEMV in tile order ----------------------------------------------
+ * Same per (row, token) arithmetic as deq + tile above: one accumulator
+ * per pair, 16 (FP32) or 32 (BF16) columns per step, reduced per K slice
+ * and added in slice order.  Weights are converted from the mmap in
+ * registers, once per step for all tokens. */
+
+/* Per-row state of the fused kernels: the row's bytes and scale row. */
+typedef struct { const uint8_t *p; const uint8_t *s; } row_ptr;
+
+INL row_ptr row_at(const dsv4_weight *w, int r, const wtype TY) {
+    row_ptr rp;
+    switch (TY) {
+    case W_F32: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols * 4; rp.s = NULL; break;
+    case W_BF16: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols * 2; rp.s = NULL; break;
+    case W_FP8: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols; rp.s = w->scale + (size_t)(r >> 7) * w->scale_cols; break;
+    default: rp.p = (const uint8_t *)w->data + (size_t)r * (w->cols / 2); rp.s = w->scale + (size_t)r * w->scale_cols; break;
+    }
+    return rp;
+}
+
+/* Bytes of a row per column step of 32. */
+#define STEP_BYTES(TY) ((TY) == W_F32 ? 128 : (TY) == W_BF16 ? 64 : (TY) == W_FP8 ? 32 : 16)
+
+/* Software prefetch about 1 KiB ahead, once per cache line: the fused
+ * kernel reads 4 rows at once, and the hardware prefetchers alone leave
+ * bandwidth on the table with 4 streams per thread. */
+INL void prefetch_row(row_ptr rp, int k, const wtype TY) {
+    size_t off = (size_t)(k / 32) * STEP_BYTES(TY);
+    if (off & 63) return;
+    _mm_prefetch((const char *)(rp.p + off + 1024), _MM_HINT_T0);
+    if (TY == W_F32) _mm_prefetch((const char *)(rp.p + off + 1088), _MM_HINT_T0);
+}
+
+/* 32 values of a row at column k (k % 32 == 0), natural order, exact. */
+INL void deq32r(row_ptr rp, int k, __m512 *v0, __m512 *v1, const wtype TY) {
+    switch (TY) {
+    case W_F32: {
+        const float *p = (const float *)rp.p + k;
+        *v0 = _mm512_loadu_ps(p); *v1 = _mm512_loadu_ps(p + 16);
+        break;
+    }
+    case W_BF16: {
+        const uint16_t *p = (const uint16_t *)rp.p + k;
+        *v0 = cvt_bf16x16(p); *v1 = cvt_bf16x16(p + 16);
+        break;
+    }
+    case W_FP8: {
+        __m512 sv = _mm512_set1_ps(e8m0_table[rp.s[k >> 7]] * 256.0f);
+        cvt_e4m3x32(rp.p + k, v0, v1);
+        *v0 = _mm512_mul_ps(*v0, sv); *v1 = _mm512_mul_ps(*v1, sv);
+        break;
+    }
+    default: {
+        __m512 s = _mm512_set1_ps(e8m0_table[rp.s[k >> 5]]);
+        const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        __m512 lo, hi;
+        cvt_e2m1x32(rp.p + k / 2, e2m1_tab(), &lo, &hi);
+        lo = _mm512_mul_ps(lo, s); hi = _mm512_mul_ps(hi, s);
+        *v0 = _mm512_permutex2var_ps(lo, ilo, hi);
+        *v1 = _mm512_permutex2var_ps(lo, ihi, hi);
+        break;
+    }
+    }
+}
+
+/* 32 BF16 weights of a row at column k: raw for BF16, converted (exactly)
+ * otherwise.  F32 weights never come here (FAST keeps FP32 for them). */
+INL __m512bh wbf16x32(row_ptr rp, int k, const wtype TY) {
+    if (TY == W_BF16) return (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp.p + k));
+    __m512 v0, v1;
+    deq32r(rp, k, &v0, &v1, TY);
+    return _mm512_cvtne2ps_pbh(v1, v0);
+}
+
+INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
+                       float *const *c, int kcs, const int NT, const wtype TY) {
+    const int K = w->cols;
+    row_ptr rp0 = row_at(w, r0, TY), rp1 = row_at(w, r0 + (nrow > 1), TY),
+            rp2 = row_at(w, r0 + (nrow > 2 ? 2 : 0), TY), rp3 = row_at(w, r0 + (nrow > 3 ? 3 : 0), TY);
+    for (int k0 = 0; k0 < K; k0 += kcs) {
+        int k1 = k0 + kcs < K ? k0 + kcs : K;
+        __m512 acc[4][RM];
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+        for (int k = k0; k < k1; k += 32) {
+            prefetch_row(rp0, k, TY); prefetch_row(rp1, k, TY);
+            prefetch_row(rp2, k, TY); prefetch_row(rp3, k, TY);
+            __m512bh a0 = wbf16x32(rp0, k, TY), a1 = wbf16x32(rp1, k, TY);
+            __m512bh a2 = wbf16x32(rp2, k, TY), a3 = wbf16x32(rp3, k, TY);
+            UNROLL for (int t = 0; t < NT; t++) {
+                __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
+                acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
+                acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
+                acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
+                acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+            }
+        }
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < nrow; i++) {
+                float sum = _mm512_reduce_add_ps(acc[t][i]);
+                c[t][i] = k0 ? c[t][i] + sum : sum;
+            }
+    }
+}
+
+INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const *x,
+                      float *const *c, int kcs, const int NT, const wtype TY) {
+    const int K = w->cols;
+    row_ptr rp[RM];
+    for (int i = 0; i < RM; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
+    for (int k0 = 0; k0 < K; k0 += kcs) {
+        int k1 = k0 + kcs < K ? k0 + kcs : K;
+        __m512 acc[4][RM];
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+        for (int k = k0; k < k1; k += 32) {
+            __m512 a[RM][2];
+            UNROLL for (int i = 0; i < RM; i++) {
+                prefetch_row(rp[i], k, TY);
+                deq32r(rp[i], k, &a[i][0], &a[i][1], TY);
+            }
+            /* two 16-column steps, in column order, like the tile */
+            for (int h = 0; h < 2; h++)
+                UNROLL for (int t = 0; t < NT; t++) {
+                    __m512 b = _mm512_loadu_ps(x[t] + k + 16 * h);
+                    acc[t][0] = _mm512_fmadd_ps(a[0][h], b, acc[t][0]);
+                    acc[t][1] = _mm512_fmadd_ps(a[1][h], b, acc[t][1]);
+                    acc[t][2] = _mm512_fmadd_ps(a[2][h], b, acc[t][2]);
+                    acc[t][3] = _mm512_fmadd_ps(a[3][h], b, acc[t][3]);
+                }
+        }
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < nrow; i++) {
+                float sum = _mm512_reduce_add_ps(acc[t][i]);
+                c[t][i] = k0 ? c[t][i] + sum : sum;
+            }
+    }
+}
+
+/* One specialised loop per (weight format, token count). */
+#define FUSED_TY(FN, NT)                                                                  \
+    switch (w->type) {                                                                    \
+    case W_F32: FN(w, r0, nrow, x, c, kc, NT, W_F32); break;                              \
+    case W_BF16: FN(w, r0, nrow, x, c, kc, NT, W_BF16); break;                            \
+    case W_FP8: FN(w, r0, nrow, x, c, kc, NT, W_FP8); break;                              \
+    default: FN(w, r0, nrow, x, c, kc, NT, W_MXFP4); break;                               \
+    }
+
+static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
+                                float *const *c, int ntok, int kc) {
+    switch (ntok) {
+    case 1: FUSED_TY(fused_bf16_nt, 1) break;
+    case 2: FUSED_TY(fused_bf16_nt, 2) break;
+    case 3: FUSED_TY(fused_bf16_nt, 3) break;
+    default: FUSED_TY(fused_bf16_nt, 4) break;
+    }
+}
+
+static TGT void v512_fused_f32(const dsv4_weight *w, int r0, int nrow, const float *const *x,
+                               float *const *c, int ntok, int kc) {
+    switch (ntok) {
+    case 1: FUSED_TY(fused_f32_nt, 1) break;
+    case 2: FUSED_TY(fused_f32_nt, 2) break;
+    case 3: FUSED_TY(fused_f32_nt, 3) break;
+    default: FUSED_TY(fused_f32_nt, 4) break;
+    }
+}
+
 const kern_set kern_avx512 = {
     .name = "avx512",
     .gemv = v512_gemv,
@@ -279,6 +449,8 @@ const kern_set kern_avx512 = {
     .tile_f32 = v512_tile_f32,
     .tile_bf16 = v512_tile_bf16,
     .rm = RM, .tm = TM,
+    .fused_f32 = v512_fused_f32,
+    .fused_bf16 = v512_fused_bf16,
 };
 #else
 #include "num/kernels.h"

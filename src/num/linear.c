@@ -9,12 +9,11 @@
  *                  Weights are dequantised exactly; only the summation
  *                  order differs from the reference.
  *   FAST           activations rounded to BF16 (FP8, FP4 and BF16 weights
- *                  are exact in BF16), FP32 accumulation: for many tokens
- *                  the GEMM uses BF16 dot products (vdpbf16ps), for few
- *                  tokens the GEMV converts weights to FP32 in registers
- *                  (decode is memory-bound: the math is free there) and
- *                  sees the same rounded activations.  F32 weights, and
- *                  CPUs without a BF16 dot product, keep FP32 numerics.
+ *                  are exact in BF16), BF16 dot products (vdpbf16ps) with
+ *                  FP32 accumulation, through the tile kernels for every
+ *                  T (batch-invariant: see kern_linear).  F32 weights, and
+ *                  CPUs without a BF16 dot product (AVX2), keep FP32
+ *                  numerics and the GEMV/GEMM switch.
  *
  * Formats or shapes the fast kernels do not cover (GGUF block types, cols
  * not a multiple of 64) go to the reference.
@@ -31,6 +30,11 @@
 #include <stdlib.h>
 
 int kern_gemm_min_t = 16;
+
+/* K slice of the GEMM buffers; the fused GEMV must use the same. */
+#define KC_BF16 1024
+#define KC_F32 512
+int kern_batch_invariant = 1;
 
 const kern_set *kern_for_isa(cpu_isa_level lvl) {
     switch (lvl) {
@@ -52,16 +56,24 @@ int kern_supports(const dsv4_weight *w) {
 
 /* ---- GEMV ----------------------------------------------------------------- */
 
+/* Rows go out in chunks from an atomic counter, so that a thread that
+ * was descheduled (or is slower) does not hold everybody up. */
 typedef struct {
     const kern_set *ks;
     kern_gemv_args a;
+    int chunk, nchunks;
+    atomic_int next;
 } gemv_job;
 
 static void gemv_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
     gemv_job *j = arg;
-    int lo, hi;
-    pool_range(j->a.w->rows, tid, nth, &lo, &hi);
-    if (lo < hi) j->ks->gemv(&j->a, lo, hi);
+    for (;;) {
+        int c = atomic_fetch_add(&j->next, 1);
+        if (c >= j->nchunks) break;
+        int lo = c * j->chunk, hi = lo + j->chunk < j->a.w->rows ? lo + j->chunk : j->a.w->rows;
+        j->ks->gemv(&j->a, lo, hi);
+    }
 }
 
 /* MXFP4 kernels pair low nibbles (even columns) with the first half of each
@@ -87,8 +99,16 @@ static void run_gemv(const kern_set *ks, const dsv4_weight *w, const float *x, i
         if (!xd) { linear_ref(w, x, T, y, DSV4_MODE_FP32, 0, pool); return; }
         j.a.xd = xd;
     }
+    /* About 8 chunks per thread, at least 16 rows (or 32 KiB) each. */
+    int nth = pool_size(pool);
+    int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
+    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
+    if (chunk < min_rows) chunk = min_rows;
+    j.chunk = chunk;
+    j.nchunks = (w->rows + chunk - 1) / chunk;
+    atomic_init(&j.next, 0);
     /* Small products are not worth waking the workers. */
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool) gemv_worker(&j, 0, 1);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.nchunks == 1) gemv_worker(&j, 0, 1);
     else pool_run(pool, gemv_worker, &j);
     free(xd);
 }
@@ -177,7 +197,7 @@ static void run_gemm(const kern_set *ks, const dsv4_weight *w, const float *x, i
         }
     }
     /* K slice: the row block's buffer and a tile of tokens stay in cache. */
-    j.kc = bf16 ? 1024 : 512;
+    j.kc = bf16 ? KC_BF16 : KC_F32;
     /* Row blocks: 64 rows, fewer when that would leave threads idle. */
     int rb = 64;
     while (rb > ks->rm && (w->rows + rb - 1) / rb < 2 * nth) rb /= 2;
@@ -190,28 +210,123 @@ static void run_gemm(const kern_set *ks, const dsv4_weight *w, const float *x, i
     free(xb);
 }
 
-void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
-                 int bf16, dsv4_pool *pool) {
-    int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
-    if (T >= kern_gemm_min_t) { run_gemm(ks, w, x, T, y, use_bf16, pool); return; }
-    if (!use_bf16) { run_gemv(ks, w, x, T, y, pool); return; }
-    /* FAST mode: the GEMV sees the same BF16-rounded activations as the
-     * GEMM, so that a prompt gives the same logits whether it is prefilled
-     * at once or token by token (up to summation order). */
-    size_t n = (size_t)T * w->cols;
-    float *xr = malloc(n * sizeof(float));
-    if (!xr) { run_gemv(ks, w, x, T, y, pool); return; }
-    for (size_t i = 0; i < n; i++) xr[i] = bf16_round(x[i]);
-    run_gemv(ks, w, xr, T, y, pool);
-    free(xr);
+/* ---- few tokens, batch-invariant (fused GEMV in tile order) -------------- */
+
+typedef struct {
+    const kern_set *ks;
+    const dsv4_weight *w;
+    const float *x;
+    const uint16_t *xb;
+    int T, bf16, kc, chunk, nchunks;
+    float *y;
+    atomic_int next;
+} small_job;
+
+static void small_rows(small_job *j, int r0, int r1, void *buf) {
+    const kern_set *ks = j->ks;
+    int K = j->w->cols, rows = j->w->rows;
+    const void *xp[8];
+    float *cp[8];
+    for (int r = r0; r < r1; r += ks->rm) {
+        int nrow = r1 - r < ks->rm ? r1 - r : ks->rm;
+        int tg = ks->fused_f32 ? 4 : ks->tm;
+        for (int t0 = 0; t0 < j->T; t0 += tg) {
+            int ntok = j->T - t0 < tg ? j->T - t0 : tg;
+            for (int t = 0; t < 8; t++) {
+                int tt = t0 + (t < ntok ? t : 0);
+                xp[t] = j->bf16 ? (const void *)(j->xb + (size_t)tt * K) : (const void *)(j->x + (size_t)tt * K);
+                cp[t] = j->y + (size_t)tt * rows + r;
+            }
+            if (ks->fused_f32) {
+                if (j->bf16) ks->fused_bf16(j->w, r, nrow, (const uint16_t *const *)xp, cp, ntok, j->kc);
+                else ks->fused_f32(j->w, r, nrow, (const float *const *)xp, cp, ntok, j->kc);
+                continue;
+            }
+            /* no fused kernel: dequantise the rows slice by slice */
+            for (int k0 = 0; k0 < K; k0 += j->kc) {
+                int kc = K - k0 < j->kc ? K - k0 : j->kc;
+                const void *xk[8];
+                for (int t = 0; t < 8; t++)
+                    xk[t] = j->bf16 ? (const void *)((const uint16_t *)xp[t] + k0) : (const void *)((const float *)xp[t] + k0);
+                if (j->bf16) {
+                    ks->deq_bf16(j->w, r, nrow, k0, kc, buf);
+                    ks->tile_bf16(buf, kc, (const uint16_t *const *)xk, cp, nrow, ntok, k0 > 0);
+                } else {
+                    ks->deq_f32(j->w, r, nrow, k0, kc, buf);
+                    ks->tile_f32(buf, kc, (const float *const *)xk, cp, nrow, ntok, k0 > 0);
+                }
+            }
+        }
+    }
 }
 
-/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point (tuning, tests). */
+static void small_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    small_job *j = arg;
+    void *buf = NULL;
+    if (!j->ks->fused_f32) {
+        buf = malloc((size_t)j->ks->rm * j->kc * 4);
+        if (!buf) abort();
+    }
+    for (;;) {
+        int c = atomic_fetch_add(&j->next, 1);
+        if (c >= j->nchunks) break;
+        int lo = c * j->chunk, hi = lo + j->chunk < j->w->rows ? lo + j->chunk : j->w->rows;
+        small_rows(j, lo, hi, buf);
+    }
+    free(buf);
+}
+
+static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
+                      int bf16, dsv4_pool *pool) {
+    small_job j = {.ks = ks, .w = w, .x = x, .T = T, .y = y, .bf16 = bf16};
+    uint16_t *xb = NULL;
+    if (bf16) {
+        size_t n = (size_t)T * w->cols;
+        xb = malloc(n * sizeof(uint16_t));
+        if (!xb) abort();
+        for (size_t i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
+        j.xb = xb;
+    }
+    j.kc = bf16 ? KC_BF16 : KC_F32;
+    int nth = pool_size(pool);
+    int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
+    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
+    if (chunk < min_rows) chunk = min_rows;
+    chunk = (chunk + ks->rm - 1) / ks->rm * ks->rm;
+    j.chunk = chunk;
+    j.nchunks = (w->rows + chunk - 1) / chunk;
+    atomic_init(&j.next, 0);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.nchunks == 1) small_worker(&j, 0, 1);
+    else pool_run(pool, small_worker, &j);
+    free(xb);
+}
+
+void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
+                 int bf16, dsv4_pool *pool) {
+    /* Kernel sets with BF16 tiles (FAST mode rounds activations to BF16):
+     * few tokens go through the fused GEMV, which does per (row, token)
+     * exactly the arithmetic of the GEMM tiles, in FP32 mode too.  A
+     * (row, token) result then depends only on that row and that token, so
+     * prefill, decode and batched decode give bit-identical products.  Otherwise last-bit differences between a
+     * GEMV and a GEMM (also in the FP32 products that FAST mode's model
+     * makes: mHC mixes, gate) cross BF16 rounding boundaries of the next
+     * activations and grow through the network. */
+    int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
+    if (T >= kern_gemm_min_t) run_gemm(ks, w, x, T, y, use_bf16, pool);
+    else if (kern_batch_invariant && ks->tile_bf16) run_small(ks, w, x, T, y, use_bf16, pool);
+    else run_gemv(ks, w, x, T, y, pool);
+}
+
+/* DSV4_GEMM_MIN_T overrides the GEMV/GEMM switch point, DSV4_BATCH_INVARIANT=0
+ * turns the few-token path back to the plain GEMV (tuning, benchmarks). */
 static void read_env_once(void) {
     static int done;
     if (done) return;
     const char *e = getenv("DSV4_GEMM_MIN_T");
     if (e && atoi(e) > 0) kern_gemm_min_t = atoi(e);
+    e = getenv("DSV4_BATCH_INVARIANT");
+    if (e && *e == '0') kern_batch_invariant = 0;
     done = 1;
 }
 

@@ -1,10 +1,14 @@
 /*
  * pool.c - see pool.h.  A generation counter under a mutex wakes the
  * workers; they spin briefly before sleeping so that back-to-back kernel
- * calls in a decode step do not pay a futex round trip each.
+ * calls in a decode step do not pay a futex round trip each.  Both the
+ * workers and the caller waiting for them yield the CPU after a short
+ * spin: when the machine is oversubscribed a pure spin would burn the
+ * time slice that the thread being waited for needs.
  */
 #include "num/pool.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -33,7 +37,10 @@ static void *worker_main(void *a) {
         unsigned g;
         int spins = 0;
         while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->quit)) {
-            if (++spins < 20000) continue;
+            if (++spins < 20000) {
+                if (spins > 2000) sched_yield();
+                continue;
+            }
             pthread_mutex_lock(&p->mu);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
                 pthread_cond_wait(&p->wake, &p->mu);
@@ -94,5 +101,7 @@ void pool_run(dsv4_pool *p, pool_fn fn, void *arg) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load(&p->pending) > 0) { /* spin: jobs are short */ }
+    /* spin: jobs are short; yield if they are not */
+    for (int spins = 0; atomic_load(&p->pending) > 0; spins++)
+        if (spins > 2000) sched_yield();
 }
