@@ -87,7 +87,7 @@ TEST(scripted_run) {
     int rc = eval_run(&o, &suite, err, sizeof err);
     double took = now_sec() - t0;
     CHECK(rc == 0, "run: %d %s", rc, err);
-    CHECK(took < 5, "bounded in time (%.2fs)", took);
+    CHECK(took < 20, "bounded in time (%.2fs): the hung request is cut by the timeout", took);
     /* 1 warm-up + cls 5 + js 3 + chain 3 + err 3 + slow 3 + trunc 3 */
     CHECK(eval_mock_requests(mock) - before == 21,
           "requests reaching the mock: %ld", eval_mock_requests(mock) - before);
