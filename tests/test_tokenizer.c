@@ -171,6 +171,17 @@ TEST(special_tokens) {
         CHECK(b && l == strlen(sp[i].s) && !memcmp(b, sp[i].s, l), "bytes of %s", sp[i].s);
     }
     CHECK(dsv4_token_special_flag(tok, 0) && !dsv4_token_special_flag(tok, 128821), "special flags");
+    /* Every added token decodes to its own content, whichever way an HF
+     * version routes added tokens through the ByteLevel decoder. */
+    int added = 0, differ = 0;
+    for (int32_t id = 0; id < dsv4_tokenizer_vocab_size(tok); id++) {
+        if (!dsv4_token_is_special(tok, id)) continue;
+        size_t bl, sl;
+        const char *b = dsv4_token_bytes(tok, id, &bl), *s = dsv4_token_spelling(tok, id, &sl);
+        added++;
+        differ += !b || !s || bl != sl || memcmp(b, s, bl);
+    }
+    CHECK(added == 1283 && differ == 0, "%d added tokens, %d decode differently from their content", added, differ);
     CHECK(!dsv4_token_is_special(tok, 19923) && !dsv4_token_is_special(tok, -1), "plain token not special");
     CHECK(dsv4_token_id(tok, "Hello") == 19923, "vocab spelling lookup");
     CHECK(dsv4_token_id(tok, "ĠÑĤ") >= 0 && dsv4_token_id(tok, "no such token at all") == -1, "lookups");

@@ -43,16 +43,24 @@ static void usage(FILE *f) {
             "  -o DIR          output directory (created if missing)\n");
 }
 
-typedef struct { double t0, last; int tty; } progress_state;
+/* Progress on stderr: a line redrawn 4 times a second on a terminal, else
+ * (logs, CI) one line per 10% of large checkpoints. */
+typedef struct { double t0, last; int tty, quiet, decile; } progress_state;
 
 static void on_progress(void *ud, uint64_t done, uint64_t total) {
     progress_state *p = ud;
-    double now = now_sec();
-    if (!p->tty || (now - p->last < 0.25 && done < total)) return;
-    p->last = now;
-    double el = now - p->t0;
-    fprintf(stderr, "\rgen: %5.1f%%  %.2f / %.2f GB  %.2f GB/s ", total ? 100.0 * (double)done / (double)total : 100.0,
-            (double)done / 1e9, (double)total / 1e9, el > 0 ? (double)done / 1e9 / el : 0.0);
+    double now = now_sec(), el = now - p->t0, pct = total ? 100.0 * (double)done / (double)total : 100.0;
+    if (p->quiet) return;
+    if (p->tty) {
+        if (now - p->last < 0.25 && done < total) return;
+        p->last = now;
+        fprintf(stderr, "\rgen: %5.1f%%  %.2f / %.2f GB  %.2f GB/s ", pct, (double)done / 1e9, (double)total / 1e9,
+                el > 0 ? (double)done / 1e9 / el : 0.0);
+    } else {
+        if (total < (1ull << 30) || (int)(pct / 10) <= p->decile) return;
+        p->decile = (int)(pct / 10);
+        fprintf(stderr, "gen: %3d%%  %.2f / %.2f GB  %.1f s\n", p->decile * 10, (double)done / 1e9, (double)total / 1e9, el);
+    }
     fflush(stderr);
 }
 
@@ -126,7 +134,7 @@ int cmd_gen(int argc, char **argv) {
     o.fp8_experts = fp8;
     o.threads = (int)threads;
     if (shard_mb) o.shard_bytes = (uint64_t)shard_mb << 20;
-    progress_state ps = {now_sec(), 0, !quiet && isatty(2)};
+    progress_state ps = {now_sec(), 0, !quiet && isatty(2), quiet, 0};
     o.progress = on_progress;
     o.progress_ud = &ps;
 

@@ -288,7 +288,14 @@ size_t st_writer_total_bytes(const st_writer *w) {
     return n;
 }
 
-static int wt_cmp(const void *a, const void *b) { return strcmp(((const wt *)a)->name, ((const wt *)b)->name); }
+/* Larger element sizes first, then by name: contiguous data stays aligned
+ * to each tensor's element size (the header is padded to 8 bytes). */
+static int wt_cmp(const void *a, const void *b) {
+    const wt *x = a, *y = b;
+    size_t sx = st_dtype_size(x->dtype), sy = st_dtype_size(y->dtype);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
 
 int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen) {
     qsort(w->t, (size_t)w->n, sizeof(wt), wt_cmp);

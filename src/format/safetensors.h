@@ -66,7 +66,9 @@ const st_tensor *st_find(const st_set *set, const char *name);
 int64_t st_numel(const st_tensor *t);
 
 /* Writer: collect tensors (data pointers are kept, not copied), then write.
- * Tensors are written in name order with 8-byte aligned data.  */
+ * Tensors are written contiguously (the format allows no holes), larger
+ * element sizes first and then by name, so that every tensor is aligned to
+ * its element size (as the Hugging Face writer orders them). */
 typedef struct st_writer st_writer;
 st_writer *st_writer_new(void);
 void st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,

@@ -680,23 +680,31 @@ static void fill_row(const gplan *p, const gspec *t, int64_t r, uint8_t *dst, fl
     uint64_t s = row_seed(t->key, r);
     int64_t cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
     switch (t->kind) {
-    case G_BF16: case G_EMBED: case G_PROJ_OUT_C: case G_PLUS_C: {
-        normal_row(&s, tmp, cols, t->mean, t->sigma);
-        if (t->kind == G_EMBED)
-            for (int64_t j = 0; j < cols; j++) tmp[j] += p->c[j];
-        if (t->kind == G_PROJ_OUT_C) {
-            double dot = 0;
-            for (int64_t j = 0; j < cols; j++) dot += (double)tmp[j] * p->u[j];
-            for (int64_t j = 0; j < cols; j++) tmp[j] -= (float)dot * p->u[j];
+    case G_BF16: case G_EMBED: case G_PLUS_C: {
+        /* one fused pass: mean + sigma*N + k*vec (k*vec = c, extra*c_hat,
+         * the indexer's shared direction, or nothing) */
+        const float *vec = t->kind == G_EMBED ? p->c : p->u;
+        float k = t->kind == G_EMBED ? 1.0f : (t->kind == G_PLUS_C ? t->extra : 0.0f);
+        if (t->shared == 2) k = t->extra * p->w_idx[r % p->o->cfg.index_head_dim];
+        uint16_t *o = (uint16_t *)dst;
+        uint64_t x = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            if ((j & 3) == 0) x = rng_next(&s);
+            float v = t->mean + t->sigma * Q16[(x >> (16 * (j & 3))) & 0xffff];
+            o[j] = f32_to_bf16(k != 0 ? v + k * vec[j] : v);   /* vec has dim entries: rows with k != 0 are [.., dim] */
         }
-        if (t->kind == G_PLUS_C)
-            for (int64_t j = 0; j < cols; j++) tmp[j] += t->extra * p->u[j];
-        if (t->shared == 2) {
-            float wr = t->extra * p->w_idx[r % p->o->cfg.index_head_dim];
-            for (int64_t j = 0; j < cols; j++) tmp[j] += wr * p->u[j];
+        break;
+    }
+    case G_PROJ_OUT_C: {   /* draw + dot with c_hat, then remove that component */
+        uint64_t x = 0;
+        double dot = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            if ((j & 3) == 0) x = rng_next(&s);
+            tmp[j] = t->mean + t->sigma * Q16[(x >> (16 * (j & 3))) & 0xffff];
+            dot += (double)tmp[j] * p->u[j];
         }
         uint16_t *o = (uint16_t *)dst;
-        for (int64_t j = 0; j < cols; j++) o[j] = f32_to_bf16(tmp[j]);
+        for (int64_t j = 0; j < cols; j++) o[j] = f32_to_bf16(tmp[j] - (float)dot * p->u[j]);
         break;
     }
     case G_F32:

@@ -278,34 +278,58 @@ static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const 
  * and added in slice order.  Weights are converted from the mmap in
  * registers, once per step for all tokens. */
 
-/* 32 values of row r at column k (k % 32 == 0), natural order, exact. */
-INL void deq32(const dsv4_weight *w, int r, int k, __m512 *v0, __m512 *v1) {
-    int K = w->cols;
-    switch (w->type) {
+/* Per-row state of the fused kernels: the row's bytes and scale row. */
+typedef struct { const uint8_t *p; const uint8_t *s; } row_ptr;
+
+INL row_ptr row_at(const dsv4_weight *w, int r, const wtype TY) {
+    row_ptr rp;
+    switch (TY) {
+    case W_F32: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols * 4; rp.s = NULL; break;
+    case W_BF16: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols * 2; rp.s = NULL; break;
+    case W_FP8: rp.p = (const uint8_t *)w->data + (size_t)r * w->cols; rp.s = w->scale + (size_t)(r >> 7) * w->scale_cols; break;
+    default: rp.p = (const uint8_t *)w->data + (size_t)r * (w->cols / 2); rp.s = w->scale + (size_t)r * w->scale_cols; break;
+    }
+    return rp;
+}
+
+/* Bytes of a row per column step of 32. */
+#define STEP_BYTES(TY) ((TY) == W_F32 ? 128 : (TY) == W_BF16 ? 64 : (TY) == W_FP8 ? 32 : 16)
+
+/* Software prefetch about 1 KiB ahead, once per cache line: the fused
+ * kernel reads 4 rows at once, and the hardware prefetchers alone leave
+ * bandwidth on the table with 4 streams per thread. */
+INL void prefetch_row(row_ptr rp, int k, const wtype TY) {
+    size_t off = (size_t)(k / 32) * STEP_BYTES(TY);
+    if (off & 63) return;
+    _mm_prefetch((const char *)(rp.p + off + 1024), _MM_HINT_T0);
+    if (TY == W_F32) _mm_prefetch((const char *)(rp.p + off + 1088), _MM_HINT_T0);
+}
+
+/* 32 values of a row at column k (k % 32 == 0), natural order, exact. */
+INL void deq32r(row_ptr rp, int k, __m512 *v0, __m512 *v1, const wtype TY) {
+    switch (TY) {
     case W_F32: {
-        const float *p = (const float *)w->data + (size_t)r * K + k;
+        const float *p = (const float *)rp.p + k;
         *v0 = _mm512_loadu_ps(p); *v1 = _mm512_loadu_ps(p + 16);
         break;
     }
     case W_BF16: {
-        const uint16_t *p = (const uint16_t *)w->data + (size_t)r * K + k;
+        const uint16_t *p = (const uint16_t *)rp.p + k;
         *v0 = cvt_bf16x16(p); *v1 = cvt_bf16x16(p + 16);
         break;
     }
     case W_FP8: {
-        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * K + k;
-        __m512 sv = _mm512_set1_ps(e8m0_table[w->scale[(size_t)(r >> 7) * w->scale_cols + (k >> 7)]] * 256.0f);
-        cvt_e4m3x32(p, v0, v1);
+        __m512 sv = _mm512_set1_ps(e8m0_table[rp.s[k >> 7]] * 256.0f);
+        cvt_e4m3x32(rp.p + k, v0, v1);
         *v0 = _mm512_mul_ps(*v0, sv); *v1 = _mm512_mul_ps(*v1, sv);
         break;
     }
     default: {
-        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * (K / 2) + k / 2;
-        __m512 s = _mm512_set1_ps(e8m0_table[w->scale[(size_t)r * w->scale_cols + (k >> 5)]]);
+        __m512 s = _mm512_set1_ps(e8m0_table[rp.s[k >> 5]]);
         const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
         __m512 lo, hi;
-        cvt_e2m1x32(p, e2m1_tab(), &lo, &hi);
+        cvt_e2m1x32(rp.p + k / 2, e2m1_tab(), &lo, &hi);
         lo = _mm512_mul_ps(lo, s); hi = _mm512_mul_ps(hi, s);
         *v0 = _mm512_permutex2var_ps(lo, ilo, hi);
         *v1 = _mm512_permutex2var_ps(lo, ihi, hi);
@@ -314,50 +338,30 @@ INL void deq32(const dsv4_weight *w, int r, int k, __m512 *v0, __m512 *v1) {
     }
 }
 
-/* Software prefetch of row r about 1 KiB ahead of column k: the fused
- * kernel reads 4 rows at once, and the hardware prefetchers alone leave
- * bandwidth on the table with 4 streams per thread. */
-INL void prefetch_ahead(const dsv4_weight *w, int r, int k) {
-    const char *p;
-    switch (w->type) {
-    case W_F32: p = (const char *)((const float *)w->data + (size_t)r * w->cols + k) + 2048; break;
-    case W_BF16: p = (const char *)((const uint16_t *)w->data + (size_t)r * w->cols + k) + 1024; break;
-    case W_FP8:   /* 32 bytes per step: one prefetch per cache line */
-        if (k & 32) return;
-        p = (const char *)w->data + (size_t)r * w->cols + k + 1024;
-        break;
-    default:      /* MXFP4: 16 bytes per step */
-        if (k & 96) return;
-        p = (const char *)w->data + (size_t)r * (w->cols / 2) + k / 2 + 1024;
-        break;
-    }
-    _mm_prefetch(p, _MM_HINT_T0);
-}
-
-/* 32 BF16 weights of row r at column k: raw for BF16, converted (exactly)
+/* 32 BF16 weights of a row at column k: raw for BF16, converted (exactly)
  * otherwise.  F32 weights never come here (FAST keeps FP32 for them). */
-INL __m512bh wbf16x32(const dsv4_weight *w, int r, int k) {
-    if (w->type == W_BF16)
-        return (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)w->data + (size_t)r * w->cols + k));
+INL __m512bh wbf16x32(row_ptr rp, int k, const wtype TY) {
+    if (TY == W_BF16) return (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp.p + k));
     __m512 v0, v1;
-    deq32(w, r, k, &v0, &v1);
+    deq32r(rp, k, &v0, &v1, TY);
     return _mm512_cvtne2ps_pbh(v1, v0);
 }
 
 INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
-                       float *const *c, int kcs, const int NT) {
+                       float *const *c, int kcs, const int NT, const wtype TY) {
     const int K = w->cols;
-    int rr[RM];
-    for (int i = 0; i < RM; i++) rr[i] = r0 + (i < nrow ? i : 0);
+    row_ptr rp0 = row_at(w, r0, TY), rp1 = row_at(w, r0 + (nrow > 1), TY),
+            rp2 = row_at(w, r0 + (nrow > 2 ? 2 : 0), TY), rp3 = row_at(w, r0 + (nrow > 3 ? 3 : 0), TY);
     for (int k0 = 0; k0 < K; k0 += kcs) {
         int k1 = k0 + kcs < K ? k0 + kcs : K;
         __m512 acc[4][RM];
         UNROLL for (int t = 0; t < NT; t++)
             for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
         for (int k = k0; k < k1; k += 32) {
-            for (int i = 0; i < RM; i++) prefetch_ahead(w, rr[i], k);
-            __m512bh a0 = wbf16x32(w, rr[0], k), a1 = wbf16x32(w, rr[1], k);
-            __m512bh a2 = wbf16x32(w, rr[2], k), a3 = wbf16x32(w, rr[3], k);
+            prefetch_row(rp0, k, TY); prefetch_row(rp1, k, TY);
+            prefetch_row(rp2, k, TY); prefetch_row(rp3, k, TY);
+            __m512bh a0 = wbf16x32(rp0, k, TY), a1 = wbf16x32(rp1, k, TY);
+            __m512bh a2 = wbf16x32(rp2, k, TY), a3 = wbf16x32(rp3, k, TY);
             UNROLL for (int t = 0; t < NT; t++) {
                 __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
                 acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
@@ -375,19 +379,21 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
 }
 
 INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const *x,
-                      float *const *c, int kcs, const int NT) {
+                      float *const *c, int kcs, const int NT, const wtype TY) {
     const int K = w->cols;
-    int rr[RM];
-    for (int i = 0; i < RM; i++) rr[i] = r0 + (i < nrow ? i : 0);
+    row_ptr rp[RM];
+    for (int i = 0; i < RM; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
     for (int k0 = 0; k0 < K; k0 += kcs) {
         int k1 = k0 + kcs < K ? k0 + kcs : K;
         __m512 acc[4][RM];
         UNROLL for (int t = 0; t < NT; t++)
             for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
         for (int k = k0; k < k1; k += 32) {
-            for (int i = 0; i < RM; i++) prefetch_ahead(w, rr[i], k);
             __m512 a[RM][2];
-            for (int i = 0; i < RM; i++) deq32(w, rr[i], k, &a[i][0], &a[i][1]);
+            UNROLL for (int i = 0; i < RM; i++) {
+                prefetch_row(rp[i], k, TY);
+                deq32r(rp[i], k, &a[i][0], &a[i][1], TY);
+            }
             /* two 16-column steps, in column order, like the tile */
             for (int h = 0; h < 2; h++)
                 UNROLL for (int t = 0; t < NT; t++) {
@@ -406,23 +412,32 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
     }
 }
 
+/* One specialised loop per (weight format, token count). */
+#define FUSED_TY(FN, NT)                                                                  \
+    switch (w->type) {                                                                    \
+    case W_F32: FN(w, r0, nrow, x, c, kc, NT, W_F32); break;                              \
+    case W_BF16: FN(w, r0, nrow, x, c, kc, NT, W_BF16); break;                            \
+    case W_FP8: FN(w, r0, nrow, x, c, kc, NT, W_FP8); break;                              \
+    default: FN(w, r0, nrow, x, c, kc, NT, W_MXFP4); break;                               \
+    }
+
 static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                                 float *const *c, int ntok, int kc) {
     switch (ntok) {
-    case 1: fused_bf16_nt(w, r0, nrow, x, c, kc, 1); break;
-    case 2: fused_bf16_nt(w, r0, nrow, x, c, kc, 2); break;
-    case 3: fused_bf16_nt(w, r0, nrow, x, c, kc, 3); break;
-    default: fused_bf16_nt(w, r0, nrow, x, c, kc, 4); break;
+    case 1: FUSED_TY(fused_bf16_nt, 1) break;
+    case 2: FUSED_TY(fused_bf16_nt, 2) break;
+    case 3: FUSED_TY(fused_bf16_nt, 3) break;
+    default: FUSED_TY(fused_bf16_nt, 4) break;
     }
 }
 
 static TGT void v512_fused_f32(const dsv4_weight *w, int r0, int nrow, const float *const *x,
                                float *const *c, int ntok, int kc) {
     switch (ntok) {
-    case 1: fused_f32_nt(w, r0, nrow, x, c, kc, 1); break;
-    case 2: fused_f32_nt(w, r0, nrow, x, c, kc, 2); break;
-    case 3: fused_f32_nt(w, r0, nrow, x, c, kc, 3); break;
-    default: fused_f32_nt(w, r0, nrow, x, c, kc, 4); break;
+    case 1: FUSED_TY(fused_f32_nt, 1) break;
+    case 2: FUSED_TY(fused_f32_nt, 2) break;
+    case 3: FUSED_TY(fused_f32_nt, 3) break;
+    default: FUSED_TY(fused_f32_nt, 4) break;
     }
 }
 
