@@ -9,7 +9,11 @@
  *   gemm        prefill-sized products: GFLOP/s, FP32 and FAST (BF16) modes,
  *               and the in-cache GEMM peak
  *
- * usage: bench_kernels [--threads N] [--isa c|avx2|avx512] [--quick]
+ *   --cpu       single-thread CPU-time figures of the FAST few-token kernels
+ *               (T = 1..4) and the FAST GEMM, in cache and out of cache:
+ *               thread CPU time is what a loaded machine does not distort
+ *
+ * usage: bench_kernels [--threads N] [--isa c|avx2|avx512] [--quick] [--cpu]
  */
 #include "num/cpu.h"
 #include "num/kernels.h"
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rng = 88172645463325252ull;
 static uint8_t rb(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint8_t)(rng >> 24); }
@@ -86,17 +91,95 @@ static void bench_gemm(dsv4_pool *pool, wtype t, int rows, int cols, int T, dsv4
     free((void *)w.data); free((void *)w.scale); free(x); free(y);
 }
 
+static double cpu_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Single thread (no pool), CPU time, FAST mode: `copies` matrices of one
+ * shape are cycled (1 copy = in cache), best of many short passes (the least disturbed). */
+static void cpu_gemv(wtype t, int rows, int cols, int copies, int T) {
+    dsv4_weight *ws = malloc(sizeof *ws * copies);
+    for (int i = 0; i < copies; i++) ws[i] = mk(t, rows, cols);
+    float *x = malloc((size_t)T * cols * 4), *y = malloc((size_t)T * rows * 4);
+    for (int i = 0; i < T * cols; i++) x[i] = 0.001f * (i % 100) - 0.04f;
+    const kern_set *ks = kern_for_isa(cpu_isa());
+    double bytes = (double)weight_bytes(&ws[0]) * copies, best = 1e30;
+    /* in cache: many passes of ~0.1 ms, so that some run undisturbed by
+     * the other processes of a loaded machine; streaming: 25 passes */
+    int reps = copies == 1 ? (int)(2e6 / bytes) + 1 : 1, passes = copies == 1 ? 400 : 25;
+    for (int pass = 0; pass < passes; pass++) {
+        double t0 = cpu_sec();
+        for (int r = 0; r < reps; r++)
+            for (int i = 0; i < copies; i++) kern_linear(ks, &ws[i], x, T, y, 1, NULL);
+        double dt = cpu_sec() - t0;
+        if (pass && dt < best) best = dt;
+    }
+    printf("cpu gemv %-6s %5dx%-5d T=%d x%-3d %7.1f MB %s  %6.2f GB/s weights per core\n", fmtname(t),
+           rows, cols, T, copies, bytes / 1e6, copies == 1 ? "in-cache " : "streaming", bytes * reps / best / 1e9);
+    for (int i = 0; i < copies; i++) { free((void *)ws[i].data); free((void *)ws[i].scale); }
+    free(ws); free(x); free(y);
+}
+
+static void cpu_gemm(wtype t, int rows, int cols, int T) {
+    dsv4_weight w = mk(t, rows, cols);
+    float *x = malloc((size_t)T * cols * 4), *y = malloc((size_t)T * rows * 4);
+    for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = 0.001f * (float)(i % 100) - 0.04f;
+    const kern_set *ks = kern_for_isa(cpu_isa());
+    double best = 1e30;
+    for (int pass = 0; pass < 4; pass++) {
+        double t0 = cpu_sec();
+        kern_linear(ks, &w, x, T, y, 1, NULL);
+        double dt = cpu_sec() - t0;
+        if (pass && dt < best) best = dt;
+    }
+    printf("cpu gemm %-6s %5dx%-5d T=%-4d fast  %7.1f GFLOP/s per core\n", fmtname(t), rows, cols, T,
+           2.0 * rows * cols * T / best / 1e9);
+    free((void *)w.data); free((void *)w.scale); free(x); free(y);
+}
+
+static void cpu_bench(int quick) {
+    printf("cpu: %s; kernels: %s; single thread, CPU time\n", cpu_features_string(), cpu_isa_name(cpu_isa()));
+    for (int T = 1; T <= 4; T++) {
+        if (quick && T == 3) continue;
+        cpu_gemv(W_FP8, 256, 1024, 1, T);
+        cpu_gemv(W_MXFP4, 256, 2048, 1, T);
+        cpu_gemv(W_BF16, 128, 1024, 1, T);
+    }
+    cpu_gemv(W_FP8, 4096, 4096, quick ? 2 : 4, 1);
+    cpu_gemv(W_MXFP4, 2048, 4096, quick ? 4 : 8, 1);
+    cpu_gemv(W_BF16, 4096, 4096, quick ? 1 : 2, 1);
+    cpu_gemm(W_FP8, 1024, 4096, 256);
+    cpu_gemm(W_MXFP4, 1024, 4096, 256);
+    cpu_gemm(W_BF16, 1024, 4096, 256);
+}
+
 int main(int argc, char **argv) {
-    int threads = 0, quick = 0;
+    int threads = 0, quick = 0, cpu = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             const char *s = argv[++i];
             cpu_set_isa(!strcmp(s, "c") ? ISA_C : !strcmp(s, "avx2") ? ISA_AVX2 : ISA_AVX512);
         } else if (!strcmp(argv[i], "--quick")) quick = 1;
-        else { fprintf(stderr, "usage: %s [--threads N] [--isa c|avx2|avx512] [--quick]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--cpu")) cpu = 1;
+        else if (!strcmp(argv[i], "--one") && i + 2 < argc) {
+            /* one in-cache FAST product, 20 calls: for callgrind/valgrind */
+            const char *f = argv[++i];
+            int T = atoi(argv[++i]);
+            wtype t = !strcmp(f, "fp8") ? W_FP8 : !strcmp(f, "mxfp4") ? W_MXFP4 : W_BF16;
+            numfmt_init();
+            dsv4_weight w = mk(t, 256, t == W_MXFP4 ? 2048 : 1024);
+            float *x = calloc((size_t)T * w.cols, 4), *y = malloc((size_t)T * w.rows * 4);
+            for (int r = 0; r < 20; r++) kern_linear(kern_for_isa(cpu_isa()), &w, x, T, y, 1, NULL);
+            printf("%s T=%d: %zu bytes x 20\n", f, T, weight_bytes(&w));
+            return 0;
+        }
+        else { fprintf(stderr, "usage: %s [--threads N] [--isa c|avx2|avx512] [--quick] [--cpu]\n", argv[0]); return 2; }
     }
     numfmt_init();
+    if (cpu) { cpu_bench(quick); return 0; }
     dsv4_pool *pool = pool_new(threads);
     printf("cpu: %s; kernels: %s; threads: %d\n", cpu_features_string(), cpu_isa_name(cpu_isa()), pool_size(pool));
     double bw = kern_probe_bandwidth(pool, quick ? (256u << 20) : (1u << 30), 5);

@@ -60,6 +60,10 @@ typedef struct {
                       float *const *c, int ntok, int kc);
     void (*fused_bf16)(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                        float *const *c, int ntok, int kc);
+    /* Rows the fused kernels take per call (nrow <= fused_rm; 0: rm).  More
+     * rows than the tile keep more independent accumulator chains in
+     * flight; per (row, token) the arithmetic is unchanged. */
+    int fused_rm;
 } kern_set;
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;

@@ -20,9 +20,12 @@
 #include "num/kernels_common.h"
 #include "num/numfmt.h"
 #include <immintrin.h>
+#include <math.h>
+#include <stdalign.h>
 #include <stdlib.h>
+#include <string.h>
 
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx2,fma,f16c")))
 #define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
@@ -361,43 +364,165 @@ INL void deq32r(row_ptr rp, int k, __m512 *v0, __m512 *v1, const wtype TY) {
     }
 }
 
-/* 32 BF16 weights of a row at column k: raw for BF16, converted (exactly)
- * otherwise.  F32 weights never come here (FAST keeps FP32 for them). */
-INL __m512bh wbf16x32(row_ptr rp, int k, const wtype TY) {
-    if (TY == W_BF16) return (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp.p + k));
-    __m512 v0, v1;
-    deq32r(rp, k, &v0, &v1, TY);
-    return _mm512_cvtne2ps_pbh(v1, v0);
+/* ---- direct BF16 conversion (FAST mode) ------------------------------------
+ * FP8 and MXFP4 weights times their power-of-two scale are exact BF16
+ * numbers, so their BF16 bit patterns can be looked up in tables that have
+ * the scale built in (one set per UE8M0 value, filled at load time).  The
+ * bits are exactly those of the FP32 route (convert, multiply by the scale,
+ * vcvtne2ps2bf16), at a fraction of its cost, so the GEMM buffers and the
+ * fused GEMV keep giving identical products.  A scale so extreme that the
+ * result would leave the normal BF16 range (never in real checkpoints)
+ * takes the FP32 route.
+ *
+ *   FP8 E4M3  64 bytes at a time: two vpermt2b (128-entry tables indexed by
+ *             the 7 magnitude bits) give the high and the low byte of each
+ *             BF16, the sign bit is or-ed into the high byte, and two more
+ *             vpermt2b interleave them into 2 x 32 BF16 in column order.
+ *   MXFP4     16 bytes (32 values) at a time: each byte becomes a dword
+ *             whose two words hold its low and its high nibble (the even
+ *             and the odd column, so the order stays natural); vpermw looks
+ *             them up in the 16-entry table of the block's scale. */
+
+#define FP8_SMIN 10    /* E4M3 subnormal 2^-9 times 2^(s-127) stays normal */
+#define FP8_SMAX 246   /* 448 times 2^(s-127) stays finite */
+#define MX_SMIN 2
+#define MX_SMAX 252
+
+/* fp8_tab[s]: high bytes of magnitudes 0..127, then low bytes 0..127. */
+static uint8_t fp8_tab[256][256] __attribute__((aligned(64)));
+static uint16_t mx_tab[256][32] __attribute__((aligned(64)));
+
+static uint16_t bf16_bits_exact(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
 }
 
+/* E4M3 magnitude code m (0..127) as the FP16 route of cvt_e4m3x32 sees it:
+ * exponent 0 = subnormal, code 127 = 480 (no NaN). */
+static float e4m3_mag(int m) {
+    int e = m >> 3, f = m & 7;
+    return e ? ldexpf(1.0f + f / 8.0f, e - 7) : ldexpf((float)f, -9);
+}
+
+__attribute__((constructor)) static void fill_bf16_tables(void) {
+    for (int s = 0; s < 256; s++) {
+        for (int m = 0; m < 128; m++) {
+            uint16_t b = s >= FP8_SMIN && s <= FP8_SMAX ? bf16_bits_exact(ldexpf(e4m3_mag(m), s - 127)) : 0;
+            fp8_tab[s][m] = (uint8_t)(b >> 8);
+            fp8_tab[s][128 + m] = (uint8_t)b;
+        }
+        for (int c = 0; c < 32; c++)
+            mx_tab[s][c] = s >= MX_SMIN && s <= MX_SMAX ? bf16_bits_exact(ldexpf(e2m1_table[c & 15], s - 127)) : 0;
+    }
+}
+
+/* Tables of one FP8 scale block, in registers. */
+typedef struct { __m512i h0, h1, l0, l1; } fp8_tabs;
+
+INL fp8_tabs fp8_tabs_for(unsigned s) {
+    const uint8_t *t = fp8_tab[s];
+    fp8_tabs r = {_mm512_load_si512((const void *)t), _mm512_load_si512((const void *)(t + 64)),
+                  _mm512_load_si512((const void *)(t + 128)), _mm512_load_si512((const void *)(t + 192))};
+    return r;
+}
+
+/* Byte indices interleaving low bytes (table a) and high bytes (table b)
+ * into words: first = columns 0..31, second = 32..63. */
+INL __m512i ilv_idx(int base) {
+    alignas(64) uint8_t ix[64];
+    for (int n = 0; n < 32; n++) { ix[2 * n] = (uint8_t)(base + n); ix[2 * n + 1] = (uint8_t)(64 + base + n); }
+    return _mm512_load_si512((const void *)ix);
+}
+
+/* 64 E4M3 bytes -> 2 x 32 BF16 (value times the block scale), exact. */
+INL void fp8_bf16x64(const uint8_t *p, const fp8_tabs *t, __m512i i0, __m512i i1, __m512bh *w0, __m512bh *w1) {
+    __m512i x = _mm512_loadu_si512((const void *)p);
+    __m512i hi = _mm512_permutex2var_epi8(t->h0, x, t->h1);
+    __m512i lo = _mm512_permutex2var_epi8(t->l0, x, t->l1);
+    hi = _mm512_ternarylogic_epi32(hi, x, _mm512_set1_epi8((char)0x80), 0xF8);   /* hi | (x & 0x80) */
+    *w0 = (__m512bh)_mm512_permutex2var_epi8(lo, i0, hi);
+    *w1 = (__m512bh)_mm512_permutex2var_epi8(lo, i1, hi);
+}
+
+/* 16 MXFP4 bytes -> 32 BF16 (value times 2^(s-127)), exact. */
+INL __m512bh mxfp4_bf16x32(const uint8_t *p, unsigned s) {
+    if (__builtin_expect(s - MX_SMIN > (unsigned)(MX_SMAX - MX_SMIN), 0)) {
+        const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        __m512 lo, hi, sv = _mm512_set1_ps(e8m0_table[s]);
+        cvt_e2m1x32(p, e2m1_tab(), &lo, &hi);
+        lo = _mm512_mul_ps(lo, sv); hi = _mm512_mul_ps(hi, sv);
+        return _mm512_cvtne2ps_pbh(_mm512_permutex2var_ps(lo, ihi, hi), _mm512_permutex2var_ps(lo, ilo, hi));
+    }
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    /* (d | d << 12) & 0x000F000F: word 2i = low nibble, word 2i+1 = high */
+    __m512i idx = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
+    return (__m512bh)_mm512_permutexvar_epi16(idx, _mm512_load_si512((const void *)mx_tab[s]));
+}
+
+/* 64 BF16 weights of a row at column k (k % 64 == 0), FP32 route. */
+INL void wbf16x64_slow(row_ptr rp, int k, __m512bh *w0, __m512bh *w1, const wtype TY) {
+    __m512 v0, v1;
+    deq32r(rp, k, &v0, &v1, TY);
+    *w0 = _mm512_cvtne2ps_pbh(v1, v0);
+    deq32r(rp, k + 32, &v0, &v1, TY);
+    *w1 = _mm512_cvtne2ps_pbh(v1, v0);
+}
+
+/* NR rows (compile time) x NT tokens; 64 columns per step, as two 32-column
+ * dot steps in column order (the tile's arithmetic).  FP8: the rows must
+ * share their 128-row scale block for the table path (r0 % 4 == 0 and
+ * NR <= 128 guarantee it for full groups; otherwise the FP32 route). */
 INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
-                       float *const *c, int kcs, const int NT, const wtype TY) {
+                       float *const *c, int kcs, const int NT, const wtype TY, const int NR) {
     const int K = w->cols;
-    row_ptr rp0 = row_at(w, r0, TY), rp1 = row_at(w, r0 + (nrow > 1), TY),
-            rp2 = row_at(w, r0 + (nrow > 2 ? 2 : 0), TY), rp3 = row_at(w, r0 + (nrow > 3 ? 3 : 0), TY);
+    row_ptr rp[NR];
+    UNROLL for (int i = 0; i < NR; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
+    const int same_blk = (r0 >> 7) == ((r0 + nrow - 1) >> 7) && cpu_get_features()->avx512vbmi;
+    __m512i i0 = _mm512_setzero_si512(), i1 = i0;
+    if (TY == W_FP8) { i0 = ilv_idx(0); i1 = ilv_idx(32); }
+    fp8_tabs ft = {i0, i0, i0, i0};
+    int fast = 1;
     for (int k0 = 0; k0 < K; k0 += kcs) {
         int k1 = k0 + kcs < K ? k0 + kcs : K;
-        __m512 acc[4][RM];
+        __m512 acc[4][NR];
         UNROLL for (int t = 0; t < NT; t++)
-            for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
-        for (int k = k0; k < k1; k += 32) {
-            prefetch_row(rp0, k, TY); prefetch_row(rp1, k, TY);
-            prefetch_row(rp2, k, TY); prefetch_row(rp3, k, TY);
-            __m512bh a0 = wbf16x32(rp0, k, TY), a1 = wbf16x32(rp1, k, TY);
-            __m512bh a2 = wbf16x32(rp2, k, TY), a3 = wbf16x32(rp3, k, TY);
+            UNROLL for (int i = 0; i < NR; i++) acc[t][i] = _mm512_setzero_ps();
+        for (int k = k0; k < k1; k += 64) {
+            if (TY == W_FP8 && !(k & 127)) {
+                unsigned sc = rp[0].s[k >> 7];
+                fast = same_blk && sc >= FP8_SMIN && sc <= FP8_SMAX;
+                ft = fp8_tabs_for(sc);
+            }
+            __m512bh b0[4], b1[4];
             UNROLL for (int t = 0; t < NT; t++) {
-                __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
-                acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
-                acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
-                acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
-                acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+                b0[t] = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
+                b1[t] = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k + 32));
+            }
+            UNROLL for (int i = 0; i < NR; i++) {
+                prefetch_row(rp[i], k, TY);
+                __m512bh a0, a1;
+                if (TY == W_BF16) {
+                    a0 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k));
+                    a1 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k + 32));
+                } else if (TY == W_FP8) {
+                    if (__builtin_expect(fast, 1)) fp8_bf16x64(rp[i].p + k, &ft, i0, i1, &a0, &a1);
+                    else wbf16x64_slow(rp[i], k, &a0, &a1, TY);
+                } else {
+                    a0 = mxfp4_bf16x32(rp[i].p + k / 2, rp[i].s[k >> 5]);
+                    a1 = mxfp4_bf16x32(rp[i].p + k / 2 + 16, rp[i].s[(k >> 5) + 1]);
+                }
+                UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a0, b0[t]);
+                UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a1, b1[t]);
             }
         }
         UNROLL for (int t = 0; t < NT; t++)
-            for (int i = 0; i < nrow; i++) {
-                float sum = _mm512_reduce_add_ps(acc[t][i]);
-                c[t][i] = k0 ? c[t][i] + sum : sum;
-            }
+            UNROLL for (int i = 0; i < NR; i++)
+                if (i < nrow) {
+                    float sum = _mm512_reduce_add_ps(acc[t][i]);
+                    c[t][i] = k0 ? c[t][i] + sum : sum;
+                }
     }
 }
 
@@ -438,29 +563,59 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
 /* One specialised loop per (weight format, token count). */
 #define FUSED_TY(FN, NT)                                                                  \
     switch (w->type) {                                                                    \
-    case W_F32: FN(w, r0, nrow, x, c, kc, NT, W_F32); break;                              \
-    case W_BF16: FN(w, r0, nrow, x, c, kc, NT, W_BF16); break;                            \
-    case W_FP8: FN(w, r0, nrow, x, c, kc, NT, W_FP8); break;                              \
-    default: FN(w, r0, nrow, x, c, kc, NT, W_MXFP4); break;                               \
+    case W_F32: FN(w, rr, n, x, cc, kc, NT, W_F32); break;                                \
+    case W_BF16: FN(w, rr, n, x, cc, kc, NT, W_BF16); break;                              \
+    case W_FP8: FN(w, rr, n, x, cc, kc, NT, W_FP8); break;                                \
+    default: FN(w, rr, n, x, cc, kc, NT, W_MXFP4); break;                                 \
     }
 
+#define FUSED_BF16_TY(NT, NR)                                                             \
+    switch (w->type) {                                                                    \
+    case W_BF16: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_BF16, NR); break;               \
+    case W_FP8: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR); break;                 \
+    default: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR); break;                  \
+    }
+
+/* Rows per pass by token count: about 16 accumulator chains each. */
+#define FUSED_RM 8
 static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                                 float *const *c, int ntok, int kc) {
-    switch (ntok) {
-    case 1: FUSED_TY(fused_bf16_nt, 1) break;
-    case 2: FUSED_TY(fused_bf16_nt, 2) break;
-    case 3: FUSED_TY(fused_bf16_nt, 3) break;
-    default: FUSED_TY(fused_bf16_nt, 4) break;
+    const int nr = ntok <= 2 ? 8 : 4;
+    for (int i = 0; i < nrow; i += nr) {
+        int n = nrow - i < nr ? nrow - i : nr;
+        float *ci[4];
+        for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
+        float *const *cc = ci;
+        const int rr = r0 + i;
+        if (n <= 4) {
+            switch (ntok) {
+            case 1: FUSED_BF16_TY(1, 4) break;
+            case 2: FUSED_BF16_TY(2, 4) break;
+            case 3: FUSED_BF16_TY(3, 4) break;
+            default: FUSED_BF16_TY(4, 4) break;
+            }
+        } else if (ntok == 1) {
+            FUSED_BF16_TY(1, 8)
+        } else {
+            FUSED_BF16_TY(2, 8)
+        }
     }
 }
 
 static TGT void v512_fused_f32(const dsv4_weight *w, int r0, int nrow, const float *const *x,
                                float *const *c, int ntok, int kc) {
-    switch (ntok) {
-    case 1: FUSED_TY(fused_f32_nt, 1) break;
-    case 2: FUSED_TY(fused_f32_nt, 2) break;
-    case 3: FUSED_TY(fused_f32_nt, 3) break;
-    default: FUSED_TY(fused_f32_nt, 4) break;
+    for (int i = 0; i < nrow; i += RM) {
+        int n = nrow - i < RM ? nrow - i : RM;
+        float *ci[4];
+        for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
+        float *const *cc = ci;
+        const int rr = r0 + i;
+        switch (ntok) {
+        case 1: FUSED_TY(fused_f32_nt, 1) break;
+        case 2: FUSED_TY(fused_f32_nt, 2) break;
+        case 3: FUSED_TY(fused_f32_nt, 3) break;
+        default: FUSED_TY(fused_f32_nt, 4) break;
+        }
     }
 }
 
@@ -474,6 +629,7 @@ const kern_set kern_avx512 = {
     .rm = RM, .tm = TM,
     .fused_f32 = v512_fused_f32,
     .fused_bf16 = v512_fused_bf16,
+    .fused_rm = FUSED_RM,
 };
 #else
 #include "num/kernels.h"

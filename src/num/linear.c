@@ -227,8 +227,9 @@ static void small_rows(small_job *j, int r0, int r1, void *buf) {
     int K = j->w->cols, rows = j->w->rows;
     const void *xp[8];
     float *cp[8];
-    for (int r = r0; r < r1; r += ks->rm) {
-        int nrow = r1 - r < ks->rm ? r1 - r : ks->rm;
+    int rstep = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
+    for (int r = r0; r < r1; r += rstep) {
+        int nrow = r1 - r < rstep ? r1 - r : rstep;
         int tg = ks->fused_f32 ? 4 : ks->tm;
         for (int t0 = 0; t0 < j->T; t0 += tg) {
             int ntok = j->T - t0 < tg ? j->T - t0 : tg;
@@ -293,7 +294,8 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
     int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
     int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
     if (chunk < min_rows) chunk = min_rows;
-    chunk = (chunk + ks->rm - 1) / ks->rm * ks->rm;
+    int rq = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
+    chunk = (chunk + rq - 1) / rq * rq;
     j.chunk = chunk;
     j.nchunks = (w->rows + chunk - 1) / chunk;
     atomic_init(&j.next, 0);
