@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "num/ggml_quants.h"
+#include "num/pool.h"
 #include <math.h>
 #include <stdint.h>
 
@@ -376,6 +377,35 @@ TEST(dot_kernels) {
     fprintf(stderr, "dot kernels checked on %d ISA(s); dispatcher picks %s\n", nisa, ggml_isa());
 }
 
+TEST(threaded_linear) {
+    enum { R = 37, K = 512, T = 3 };
+    static uint8_t w[R * K * 2];
+    static float x[T * K], y[T * R], row[K];
+    dsv4_pool *pool = pool_new(2);
+    for (int i = 0; i < T * K; i++) x[i] = frand();
+    for (int i = 0; i < NT; i++) {
+        if (K % types[i].bv) continue;
+        random_blocks(i, w, R * K / types[i].bv);
+        dsv4_weight wt = {.type = types[i].t, .rows = R, .cols = K, .data = w, .name = types[i].name};
+        CHECK(ggml_linear_supports(&wt), "%s supported", types[i].name);
+        for (int q8 = 0; q8 < 2; q8++) {
+            ggml_linear(&wt, x, T, y, q8, pool);
+            int bad = 0;
+            for (int r = 0; r < R; r++) {
+                ggml_dequant_row(types[i].t, w + r * ggml_row_size(types[i].t, K), row, K);
+                for (int t = 0; t < T; t++) {
+                    double mag, ref = ddot(row, x + t * K, K, &mag);
+                    if (fabs(y[t * R + r] - ref) > (q8 ? 2e-2 : 1e-5) * mag) bad++;
+                }
+            }
+            CHECK(bad == 0, "%s ggml_linear (int8 %d): %d products off", types[i].name, q8, bad);
+        }
+    }
+    dsv4_weight bf = {.type = W_BF16, .rows = 1, .cols = 64};
+    CHECK(!ggml_linear_supports(&bf), "bf16 is not a ggml block type");
+    pool_free(pool);
+}
+
 int main(void) {
     load_grids();
     RUN(sizes);
@@ -384,5 +414,6 @@ int main(void) {
     RUN(f16_conversion);
     RUN(quantisers);
     RUN(dot_kernels);
+    RUN(threaded_linear);
     return check_summary();
 }

@@ -10,7 +10,10 @@
  * family is chosen once with __builtin_cpu_supports; no global -march.
  */
 #include "num/ggml_quants.h"
+#include "num/pool.h"
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -665,4 +668,58 @@ void ggml_vec_dot_rows(wtype t, const void *rows, size_t row_stride, int nrows,
 void ggml_vec_dot_rows_q8(wtype t, const void *rows, size_t row_stride, int nrows,
                           const ggml_q8x *xq, int cols, float *y) {
     isa_tab[isa_pick()].q(t, rows, row_stride, nrows, xq, cols, y);
+}
+
+/* ---- threaded product ---------------------------------------------------- */
+
+int ggml_linear_supports(const dsv4_weight *w) {
+    return w->type >= W_F16 && w->type < W_NTYPES && ggml_row_size(w->type, w->cols) > 0;
+}
+
+typedef struct {
+    const dsv4_weight *w;
+    const float *x;
+    const ggml_q8x *xq;
+    int T;
+    float *y;
+    size_t rs;
+    atomic_int next;
+} gl_job;
+
+/* Row blocks small enough that a block's weights stay in L2 while every
+ * token passes over them. */
+#define GL_ROWS 16
+
+static void gl_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    gl_job *j = arg;
+    const dsv4_weight *w = j->w;
+    int K = w->cols, nb = K / 32;
+    for (;;) {
+        int r0 = atomic_fetch_add(&j->next, GL_ROWS);
+        if (r0 >= w->rows) break;
+        int n = w->rows - r0 < GL_ROWS ? w->rows - r0 : GL_ROWS;
+        const uint8_t *rows = (const uint8_t *)w->data + (size_t)r0 * j->rs;
+        for (int t = 0; t < j->T; t++) {
+            float *yt = j->y + (size_t)t * w->rows + r0;
+            if (j->xq) ggml_vec_dot_rows_q8(w->type, rows, j->rs, n, j->xq + (size_t)t * nb, K, yt);
+            else ggml_vec_dot_rows(w->type, rows, j->rs, n, j->x + (size_t)t * K, K, yt);
+        }
+    }
+}
+
+void ggml_linear(const dsv4_weight *w, const float *x, int T, float *y, int int8_act, struct dsv4_pool *pool) {
+    gl_job j = {.w = w, .x = x, .T = T, .y = y, .rs = ggml_row_size(w->type, w->cols)};
+    ggml_q8x *xq = NULL;
+    if (int8_act && w->cols % 32 == 0) {
+        int nb = w->cols / 32;
+        xq = malloc((size_t)T * nb * sizeof *xq);
+        if (xq) for (int t = 0; t < T; t++) ggml_quantize_x_q8(x + (size_t)t * w->cols, w->cols, xq + (size_t)t * nb);
+    }
+    j.xq = xq;
+    atomic_init(&j.next, 0);
+    isa_pick();
+    if (pool && (size_t)w->rows * w->cols * T >= 65536) pool_run(pool, gl_worker, &j);
+    else gl_worker(&j, 0, 1);
+    free(xq);
 }

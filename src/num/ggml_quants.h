@@ -77,6 +77,17 @@ void ggml_quantize_x_q8(const float *x, int cols, ggml_q8x *xq);
 void ggml_vec_dot_rows_q8(wtype t, const void *rows, size_t row_stride, int nrows,
                           const ggml_q8x *xq, int cols, float *y);
 
+/* The whole product for GGUF block weights, threaded over row blocks:
+ * y[t][r] = sum_c W[r][c] x[t][c] (t < T), like linear() in num/linear.h.
+ * int8_act: activations quantised per token with ggml_quantize_x_q8 and
+ * int8 dot products (llama.cpp's CPU numerics, ~1e-2 relative); else float
+ * activations (FP32 accumulation).  pool may be NULL.  Only for the types
+ * ggml_linear_supports() accepts (F16 and the ggml block types). */
+struct dsv4_pool;
+int ggml_linear_supports(const dsv4_weight *w);
+void ggml_linear(const dsv4_weight *w, const float *x, int T, float *y, int int8_act,
+                 struct dsv4_pool *pool);
+
 /* Which kernel family the dispatcher picked: "avx512", "avx2", "portable".
  * ggml_force_isa("portable"|"avx2"|"avx512"|NULL) overrides it (tests);
  * returns -1 if the CPU lacks it. */
