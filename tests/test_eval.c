@@ -123,6 +123,21 @@ TEST(checks) {
     CHECK(accept("{\"type\":\"json\",\"expect\":[{\"name\":\"ada\",\"age\":36}]}", "[{\"name\":\"Ada\",\"age\":36},{\"name\":\"L\",\"age\":2}]", &r), "json array subset");
 }
 
+TEST(haystack) {
+    for (int n = 1; n < 3000; n = n * 3 + 1) {
+        char *h = eval_haystack(n, 42);
+        long words = 0, ends = 0;
+        for (const char *p = h; *p; p++) {
+            if (*p != ' ' && (p == h || p[-1] == ' ')) words++;
+            ends += *p == '.';
+        }
+        CHECK(words + ends == n, "haystack(%d): %ld words + %ld ends", n, words, ends);
+        char *h2 = eval_haystack(n, 42), *h3 = eval_haystack(n, 43);
+        CHECK(!strcmp(h, h2) && (n < 10 || strcmp(h, h3)), "deterministic per seed, different across seeds");
+        free(h); free(h2); free(h3);
+    }
+}
+
 TEST(fill_variables) {
     json_t *row = json_pack("{s:s,s:f,s:b}", "city", "Paris", "t", 13.5, "ok", 0);
     json_t *tpl = json_pack("{s:s,s:s,s:s,s:[s]}", "a", "Weather in {{city}} ({{t}})", "b", "{{t}}", "c", "{{missing}}", "d", "{{ok}}");
@@ -178,7 +193,14 @@ TEST(suite_loading) {
         const char *u = json_string_value(json_object_get(json_array_get(s.items[1].messages, 0), "content"));
         CHECK(u && !strcmp(u, "Say y"), "prompt filled: %s", u ? u : "");
         const char *doc = json_string_value(json_object_get(json_array_get(s.items[3].messages, 0), "content"));
-        CHECK(doc && strstr(doc, "The code is K-1.") && strlen(doc) > 3000 && strlen(doc) < 5000, "haystack ~1024 tokens with needle (%zu chars)", doc ? strlen(doc) : 0);
+        long words = 0, ends = 0;
+        for (const char *p = doc; p && *p; p++) {
+            if (*p != ' ' && *p != '\n' && (p == doc || p[-1] == ' ' || p[-1] == '\n')) words++;
+            ends += *p == '.';
+        }
+        /* 1024 - 256 (max_tokens) - 64 - 1024/64 = 688 filler tokens, the
+         * needle (4 words + 1) and "Code?" */
+        CHECK(doc && strstr(doc, "The code is K-1.") && words + ends == 688 + 5 + 1, "haystack of 688 tokens + needle: %ld", words + ends);
         CHECK(s.items[3].lc_size == 1024, "lc size");
         CHECK(!strcmp(json_string_value(json_object_get(s.items[3].check, "value")), "K-1"), "needle check filled");
     }
@@ -362,6 +384,7 @@ int main(void) {
     RUN(schema_validator);
     RUN(checks);
     RUN(fill_variables);
+    RUN(haystack);
     RUN(suite_loading);
     RUN(sse_parser);
     RUN(summary_exact);

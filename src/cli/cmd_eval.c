@@ -36,8 +36,11 @@ static void usage(FILE *f) {
 "Suite:\n"
 "  --suite FILE               JSON lines / JSON suite (default: the built-in suite)\n"
 "  --limit N                  only the first N templates\n"
-"  --long-context SIZES       context sizes for long-context templates, e.g. 1k,4k,16k\n"
-"  --max-context N            skip long-context sizes above N tokens\n"
+"  --only LIST                only these template ids or categories (comma-separated)\n"
+"  --long-context SIZES       context sizes for long-context templates, e.g. 1k,4k,16k;\n"
+"                             auto: 1k, 2k, 4k ... up to the context limit\n"
+"  --max-context N            the context limit: skip sizes above N tokens (default: what\n"
+"                             the endpoints report in /v1/models, if they do)\n"
 "  --list                     print the expanded items and exit\n"
 "Load and policy:\n"
 "  --concurrency C[,C...]     concurrency levels (default 1); each runs the whole suite\n"
@@ -73,6 +76,15 @@ static int parse_sizes(const char *s, int *out, int max) {
     return n;
 }
 
+/* --long-context auto: 1k, 2k, 4k, ... below the limit, then 15/16 of the
+ * limit itself (room for the question and the answer). */
+static void auto_sizes(eval_options *o) {
+    int n = 0, top = (int)((long long)o->max_context * 15 / 16);
+    for (int s = 1024; s < top && n < EVAL_MAX_SIZES - 1; s *= 2) o->lc_sizes[n++] = s;
+    if (top > 0) o->lc_sizes[n++] = top;
+    o->n_lc_sizes = n;
+}
+
 static void default_name(eval_endpoint *e) {
     const char *u = strstr(e->url, "://");
     u = u ? u + 3 : e->url;
@@ -104,6 +116,31 @@ static int parse_endpoint(const char *spec, eval_endpoint *e, char *err, size_t 
         else return errf(err, errlen, "unknown endpoint option \"%s\"", k);
     }
     return 0;
+}
+
+/* --only a,b,c: keep the items whose template id or category is listed. */
+static int in_list(const char *list, const char *name) {
+    size_t l = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == l && !strncmp(p, name, n)) return 1;
+        p += n + (e != NULL);
+    }
+    return 0;
+}
+
+static void filter_items(eval_suite *s, const char *only) {
+    size_t w = 0;
+    for (size_t i = 0; i < s->n_items; i++) {
+        eval_item *it = &s->items[i];
+        if (in_list(only, it->template_id) || in_list(only, it->category)) { s->items[w++] = *it; continue; }
+        json_decref(it->messages);
+        json_decref(it->tools);
+        json_decref(it->response_format);
+        json_decref(it->check);
+    }
+    s->n_items = w;
 }
 
 static int mkdir_p(const char *dir) {
@@ -182,9 +219,9 @@ int cmd_eval(int argc, char **argv) {
     o.levels[0] = 1;
     o.n_levels = 1;
     const char *endpoint = NULL, *model = NULL, *key_env = NULL, *name = NULL;
-    const char *price_in = NULL, *price_out = NULL, *per_hour = NULL, *mock = NULL;
+    const char *price_in = NULL, *price_out = NULL, *per_hour = NULL, *mock = NULL, *only = NULL;
     const char *compare[EVAL_MAX_ENDPOINTS];
-    int n_compare = 0, list = 0, report_only = 0, quiet = 0, port = 0;
+    int n_compare = 0, list = 0, report_only = 0, quiet = 0, port = 0, lc_auto = 0;
     char err[256];
 
     for (int i = 1; i < argc; i++) {
@@ -209,6 +246,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--suite")) { if (!(o.suite_path = NEXT())) return 2; }
         else if (!strcmp(a, "--out")) { if (!(o.out_dir = NEXT())) return 2; }
         else if (!strcmp(a, "--mock-serve")) { if (!(mock = NEXT())) return 2; }
+        else if (!strcmp(a, "--only")) { if (!(only = NEXT())) return 2; }
         else if (!strcmp(a, "--list")) list = 1;
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--report-only")) report_only = 1;
@@ -263,6 +301,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--long-context")) {
             const char *v = NEXT();
             if (!v) return 2;
+            if (!strcmp(v, "auto")) { lc_auto = 1; continue; }
             int n = parse_sizes(v, o.lc_sizes, EVAL_MAX_SIZES);
             if (n <= 0) { fprintf(stderr, "dsv4 eval: --long-context: bad list \"%s\"\n", v); return 2; }
             o.n_lc_sizes = n;
@@ -271,11 +310,18 @@ int cmd_eval(int argc, char **argv) {
 #undef NEXT
     }
     if (mock) return mock_serve(mock, port);
+    if (lc_auto && o.max_context > 0) auto_sizes(&o);
 
     eval_suite suite;
     if (eval_suite_load(&suite, o.suite_path, o.limit, o.lc_sizes, o.n_lc_sizes, o.max_context, err, sizeof err) < 0) {
         fprintf(stderr, "dsv4 eval: %s\n", err);
         return 1;
+    }
+    if (only) filter_items(&suite, only);
+    if (suite.n_items == 0) {
+        fprintf(stderr, "dsv4 eval: --only %s matches no template id or category\n", only ? only : "");
+        eval_suite_free(&suite);
+        return 2;
     }
     if (list) {
         for (size_t i = 0; i < suite.n_items; i++)
@@ -325,6 +371,35 @@ int cmd_eval(int argc, char **argv) {
             }
     }
     if (rc) { eval_suite_free(&suite); return rc; }
+    if (!report_only && (o.max_context == 0 || lc_auto)) {
+        /* Long context goes up to the endpoints' limit when they report it. */
+        int limit = 0;
+        eval_http_global_init();
+        for (int i = 0; i < o.n_ep; i++) {
+            char sole[128];
+            int l = eval_http_context_limit(&o.ep[i], 10, sole, sizeof sole);
+            if (!o.ep[i].model[0] && sole[0]) snprintf(o.ep[i].model, sizeof o.ep[i].model, "%s", sole);
+            if (l > 0 && (limit == 0 || l < limit)) limit = l;
+        }
+        if (o.max_context == 0 && limit > 0) {
+            o.max_context = limit;
+            if (!quiet) fprintf(stderr, "dsv4 eval: context limit %d tokens (from /v1/models)\n", limit);
+        }
+        if (lc_auto && o.max_context == 0) {
+            fprintf(stderr, "dsv4 eval: --long-context auto needs --max-context N: the endpoints do not report their limit\n");
+            eval_suite_free(&suite);
+            return 2;
+        }
+        if (lc_auto) auto_sizes(&o);
+        if (o.max_context > 0) {
+            eval_suite_free(&suite);
+            if (eval_suite_load(&suite, o.suite_path, o.limit, o.lc_sizes, o.n_lc_sizes, o.max_context, err, sizeof err) < 0) {
+                fprintf(stderr, "dsv4 eval: %s\n", err);
+                return 1;
+            }
+            if (only) filter_items(&suite, only);
+        }
+    }
     if (mkdir_p(o.out_dir) < 0) {
         fprintf(stderr, "dsv4 eval: cannot create %s: %s\n", o.out_dir, strerror(errno));
         eval_suite_free(&suite);

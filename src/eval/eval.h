@@ -101,7 +101,8 @@ const char *eval_default_suite(void);
 /* Replace {{var}} in every string of v from row; a string that is exactly
  * "{{var}}" takes the row's value with its JSON type.  Returns a new ref. */
 json_t *eval_fill(json_t *v, json_t *row);
-/* Deterministic filler text of about `tokens` tokens (4 chars per token). */
+/* Deterministic filler text of about `tokens` tokens (common words, one
+ * token each, plus one per sentence end). */
 char *eval_haystack(int tokens, uint32_t seed);
 
 /* ---- HTTP client ------------------------------------------------------- */
@@ -131,6 +132,11 @@ int eval_http_global_init(void);
  * fills r; returns 0 when a completion arrived, -1 otherwise. */
 int eval_http_chat(const eval_endpoint *ep, json_t *body, double timeout_s, eval_response *r);
 void eval_response_free(eval_response *r);
+/* The endpoint's context limit in tokens from GET /v1/models (vLLM
+ * max_model_len, context_length, context_window, llama.cpp meta.n_ctx /
+ * n_ctx_train), for model `ep->model` or the first listed; 0 if unknown.
+ * When the endpoint lists exactly one model, its id goes to sole_model. */
+int eval_http_context_limit(const eval_endpoint *ep, double timeout_s, char *sole_model, size_t n);
 /* Feed SSE bytes into a parser (exposed for tests and fuzzing). */
 typedef struct eval_sse eval_sse;
 eval_sse *eval_sse_new(eval_response *r, double t0);

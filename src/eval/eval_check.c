@@ -147,7 +147,7 @@ static int check_json(json_t *check, const char *text, int with_schema, eval_che
     }
     json_t *expect = json_object_get(check, "expect");
     if (ok && expect && !eval_json_subset(expect, v)) {
-        char *w = json_dumps(expect, JSON_COMPACT);
+        char *w = json_dumps(expect, JSON_COMPACT | JSON_REAL_PRECISION(10));
         snprintf(r->why, sizeof r->why, "JSON lacks expected %.150s", w ? w : "");
         free(w);
         ok = 0;

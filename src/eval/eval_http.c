@@ -92,7 +92,9 @@ static void merge_tool_delta(eval_response *r, json_t *d, size_t fallback_index)
     if (id && *id) json_object_set_new(tc, "id", json_string(id));
     json_t *dfn = json_object_get(d, "function");
     const char *name = json_string_value(json_object_get(dfn, "name"));
-    const char *args = json_string_value(json_object_get(dfn, "arguments"));
+    json_t *jargs = json_object_get(dfn, "arguments");
+    char *args_dump = json_is_object(jargs) ? json_dumps(jargs, JSON_COMPACT) : NULL;  /* some servers send an object */
+    const char *args = args_dump ? args_dump : json_string_value(jargs);
     if (name && *name) {
         /* Names arrive whole in practice; append handles split names too. */
         char buf[256];
@@ -108,6 +110,7 @@ static void merge_tool_delta(eval_response *r, json_t *d, size_t fallback_index)
         json_object_set_new(fn, "arguments", json_string(cat));
         free(cat);
     }
+    free(args_dump);
 }
 
 static void take_usage(eval_response *r, json_t *u) {
@@ -302,7 +305,7 @@ int eval_http_chat(const eval_endpoint *ep, json_t *body, double timeout_s, eval
     json_object_set_new(b, "stream", json_true());
     json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (ep->model[0] && !json_object_get(b, "model")) json_object_set_new(b, "model", json_string(ep->model));
-    char *payload = json_dumps(b, JSON_COMPACT);
+    char *payload = json_dumps(b, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(b);
     char url[640];
     chat_url(ep->url, url, sizeof url);
@@ -369,4 +372,81 @@ int eval_http_chat(const eval_endpoint *ep, json_t *body, double timeout_s, eval
     curl_easy_cleanup(c);
     free(payload);
     return rc;
+}
+
+/* ---- context limit ------------------------------------------------------------ */
+
+typedef struct { char *p; size_t n; } membuf;
+
+static size_t on_mem(char *ptr, size_t size, size_t nmemb, void *ud) {
+    membuf *m = ud;
+    size_t n = size * nmemb;
+    if (m->n + n > (4u << 20)) return 0;   /* a model list is small */
+    m->p = xrealloc(m->p, m->n + n + 1);
+    memcpy(m->p + m->n, ptr, n);
+    m->n += n;
+    m->p[m->n] = 0;
+    return n;
+}
+
+static int limit_of(json_t *model) {
+    static const char *const keys[] = {"max_model_len", "context_length", "context_window", "max_context_length",
+                                       "max_context", "n_ctx", NULL};
+    json_t *where[2] = {model, json_object_get(model, "meta")};
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; keys[k]; k++) {
+            json_t *v = json_object_get(where[w], keys[k]);
+            if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < (1 << 30)) return (int)json_integer_value(v);
+        }
+    json_t *v = json_object_get(json_object_get(model, "meta"), "n_ctx_train");
+    if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < (1 << 30)) return (int)json_integer_value(v);
+    return 0;
+}
+
+int eval_http_context_limit(const eval_endpoint *ep, double timeout_s, char *sole_model, size_t n) {
+    if (sole_model && n) sole_model[0] = 0;
+    char url[640];
+    chat_url(ep->url, url, sizeof url);
+    char *tail = strstr(url, "/chat/completions");
+    if (!tail) return 0;
+    snprintf(tail, sizeof url - (size_t)(tail - url), "/models");
+    CURL *c = curl_easy_init();
+    if (!c) return 0;
+    membuf m = {0};
+    struct curl_slist *h = NULL;
+    char auth[600];
+    if (ep->api_key[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", ep->api_key);
+        h = curl_slist_append(h, auth);
+    }
+    long tmo = (long)(timeout_s * 1000);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_mem);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, tmo > 0 ? tmo : 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
+    long status = 0;
+    int limit = 0;
+    if (curl_easy_perform(c) == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        status == 200 && m.p) {
+        json_t *doc = json_loads(m.p, 0, NULL);
+        json_t *data = json_object_get(doc, "data");
+        size_t i; json_t *mod;
+        json_array_foreach(data, i, mod) {
+            const char *id = json_string_value(json_object_get(mod, "id"));
+            if (ep->model[0] && (!id || strcmp(id, ep->model))) continue;
+            limit = limit_of(mod);
+            break;
+        }
+        if (!limit && json_array_size(data)) limit = limit_of(json_array_get(data, 0));
+        const char *only = json_string_value(json_object_get(json_array_get(data, 0), "id"));
+        if (json_array_size(data) == 1 && only && sole_model) snprintf(sole_model, n, "%s", only);
+        json_decref(doc);
+    }
+    free(m.p);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return limit;
 }

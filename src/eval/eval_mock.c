@@ -13,7 +13,8 @@
  *   "content": "text with $1..$9 from the regex captures"
  *   "chunks": N            split content into N chunks (default: per word)
  *   "ttft_ms", "itl_ms"    delay before the first chunk / between chunks
- *   "prompt_tokens", "completion_tokens"   usage (defaults: chars/4, chunks)
+ *   "prompt_tokens", "completion_tokens"   usage (defaults: words + sentence
+ *                          ends of the conversation, chunks)
  *   "usage": false         omit the usage chunk
  *   "tool_calls": [{"name": ..., "arguments": {...}}]
  *   "auto": true           answer like a cooperative model: a JSON instance
@@ -25,7 +26,8 @@
  *   "hang_ms": N           wait before answering at all (timeouts)
  *   "refusal": "text"      a refusal delta
  *   "finish_reason": "stop"
- * GET /v1/models lists one model, "mock".
+ * GET /v1/models lists one model, "mock", with "max_model_len" when the
+ * script gives "context_length".
  */
 #include "eval/eval.h"
 #include "util/util.h"
@@ -233,6 +235,20 @@ static int count_tool_messages(json_t *msgs) {
     return n;
 }
 
+/* Token estimate of a text: words plus sentence ends (the convention of
+ * eval_haystack's filler). */
+static long estimate_tokens(const char *t) {
+    long n = 0;
+    int in_word = 0;
+    for (const char *p = t; *p; p++) {
+        int space = *p == ' ' || *p == '\n' || *p == '\t';
+        if (!space && !in_word) n++;
+        in_word = !space;
+        if (*p == '.') n++;
+    }
+    return n;
+}
+
 static char *conversation_text(json_t *msgs, size_t *chars) {
     size_t cap = 1, n = 0;
     size_t i; json_t *m;
@@ -381,10 +397,11 @@ static stream *build_stream(eval_mock *m, json_t *resp, json_t *req, char **caps
     if (!json_is_false(json_object_get(resp, "usage"))) {
         size_t chars;
         char *t = conversation_text(json_object_get(req, "messages"), &chars);
+        long est = estimate_tokens(t);
         free(t);
         json_t *pt = json_object_get(resp, "prompt_tokens"), *ct = json_object_get(resp, "completion_tokens");
         json_t *u = json_pack("{s:s,s:[],s:{s:I,s:I}}", "id", "mock-1", "choices", "usage",
-                              "prompt_tokens", json_is_integer(pt) ? json_integer_value(pt) : (json_int_t)(chars / 4 + 1),
+                              "prompt_tokens", json_is_integer(pt) ? json_integer_value(pt) : (json_int_t)est,
                               "completion_tokens", json_is_integer(ct) ? json_integer_value(ct) : (json_int_t)outputs);
         push_ev(s, 0, u, NULL);
     }
@@ -444,8 +461,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     eval_mock *m = cls;
     if (strcmp(method, "POST")) {
-        if (!strcmp(url, "/v1/models"))
-            return send_text(c, 200, "application/json", "{\"object\":\"list\",\"data\":[{\"id\":\"mock\",\"object\":\"model\"}]}");
+        if (!strcmp(url, "/v1/models")) {
+            json_t *mod = json_pack("{s:s,s:s}", "id", "mock", "object", "model");
+            json_t *cl = json_object_get(m->script, "context_length");
+            if (json_is_integer(cl)) json_object_set(mod, "max_model_len", cl);
+            json_t *list = json_pack("{s:s,s:[o]}", "object", "list", "data", mod);
+            char *text = json_dumps(list, JSON_COMPACT);
+            json_decref(list);
+            enum MHD_Result r = send_text(c, 200, "application/json", text ? text : "{}");
+            free(text);
+            return r;
+        }
         return send_text(c, 404, "application/json", "{\"error\":{\"message\":\"not found\"}}");
     }
     body_buf *b = *con_cls;

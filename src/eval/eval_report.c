@@ -421,7 +421,7 @@ static void records_appendix(out *o, json_t *records) {
     ps(o, "</table></details>\n");
     pf(o, "<details><summary>Raw records (%zu of %zu JSON lines; all of them are in records.jsonl)</summary><pre>", shown, n);
     for (i = 0; i < shown; i++) {
-        char *line = json_dumps(json_array_get(records, i), JSON_COMPACT);
+        char *line = json_dumps(json_array_get(records, i), JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (line) { esc(o, line); ps(o, "\n"); free(line); }
     }
     ps(o, "</pre></details>\n");

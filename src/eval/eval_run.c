@@ -189,7 +189,7 @@ static char *play_step(const eval_item *it, json_t *step, json_t *call, int *ok,
     json_t *res = json_object_get(step, "result");
     if (json_is_string(res)) return xstrdup(json_string_value(res));
     if (!res) return xstrdup("{\"ok\": true}");
-    char *t = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *t = json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     return t ? t : xstrdup("null");
 }
 
@@ -261,7 +261,8 @@ static void run_attempt(group *g, const eval_item *it, int attempt, attempt_resu
         ar->error_kind = r.kind;
         snprintf(ar->why, sizeof ar->why, "%s", r.error);
         ar->answer = xstrdup(r.content);
-        ar->cr.is_json = type && (!strcmp(type, "json") || !strcmp(type, "json_schema"));
+        /* JSON validity is judged on answers only: a failed request is an
+         * error, not invalid JSON. */
         eval_response_free(&r);
         return;
     }
@@ -318,6 +319,10 @@ static void run_item(group *g, const eval_item *it) {
     if (!accepted && ar.why[0]) json_object_set_new(rec, "why", json_string(ar.why));
     char ans[301];
     snprintf(ans, sizeof ans, "%s", ar.answer ? ar.answer : "");
+    size_t al = strlen(ans);
+    if (al == sizeof ans - 1)   /* cut on a character boundary */
+        while (al && ((unsigned char)ans[al - 1] & 0xC0) == 0x80) ans[--al] = 0;
+    if (al && (unsigned char)ans[al - 1] >= 0xC0) ans[--al] = 0;
     json_t *js = json_string(ans);
     if (!js) js = json_string("(answer is not valid UTF-8)");  /* a cut in the middle of a character */
     json_object_set_new(rec, "answer", js);
@@ -408,7 +413,7 @@ static json_t *prepare_resume(const char *path, char *err, size_t errlen) {
                      json_string_value(json_object_get(r, "key")) ? json_string_value(json_object_get(r, "key")) : "");
             if (!json_object_get(done, k)) continue;
         }
-        char *line = json_dumps(r, JSON_COMPACT);
+        char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (line) { fputs(line, f); fputc('\n', f); free(line); }
     }
     int bad = fclose(f) != 0;

@@ -207,7 +207,9 @@ static json_t *summarize_group(const eval_options *o, json_t *records, const cha
             v = nget(r, "tpot_ms", &has); if (has) dv_push(&tpot, v);
             dv_push(&e2e, e);
             v = nget(r, "tok_s", &has); if (has) dv_push(&tps, v);
-            if (iget(r, "lc_size")) {
+            /* Long-context latency from first attempts only: a retry of the
+             * same prompt may be served from a prefix cache. */
+            if (iget(r, "lc_size") && iget(r, "attempt") == 1) {
                 char k[32];
                 snprintf(k, sizeof k, "%lld", iget(r, "lc_size"));
                 if (!json_object_get(lc_ttft, k)) {

@@ -41,7 +41,7 @@ static char *var_text(json_t *row, const char *name, size_t len) {
     json_t *v = row ? json_object_get(row, key) : NULL;
     if (!v) return NULL;
     if (json_is_string(v)) return xstrdup(json_string_value(v));
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 }
 
 static json_t *fill_string(const char *s, json_t *row) {
@@ -109,31 +109,40 @@ static const char *const filler_words[] = {
 };
 
 char *eval_haystack(int tokens, uint32_t seed) {
-    size_t target = tokens > 0 ? (size_t)tokens * 4 : 0;
+    /* The filler is common English words, each about one token in the
+     * usual BPE vocabularies (with its leading space), and one token per
+     * sentence end; so tokens are counted as words + periods. */
     sbuf b = {0};
     sb_put(&b, "", 0);
     uint32_t x = seed ? seed : 1;
     const size_t nw = sizeof filler_words / sizeof filler_words[0];
-    while (b.n < target) {
+    int count = 0;
+    while (count < tokens) {
         x = x * 1664525u + 1013904223u;
-        int len = 8 + (int)((x >> 24) % 7);
+        int len = 8 + (int)((x >> 24) % 7), rem = tokens - count;
+        if (rem == 1) {   /* room for one word, not a sentence */
+            if (b.n) sb_put(&b, " ", 1);
+            sb_put(&b, "Overall", 7);
+            break;
+        }
+        if (len > rem - 1) len = rem - 1;
         for (int i = 0; i < len; i++) {
             x = x * 1664525u + 1013904223u;
             const char *w = filler_words[(x >> 16) % nw];
-            char cap[32];
             if (i == 0) {
+                char cap[32];
                 snprintf(cap, sizeof cap, "%s", w);
                 cap[0] = (char)toupper((unsigned char)cap[0]);
-                w = cap;
-                sb_put(&b, w, strlen(w));
+                if (b.n) sb_put(&b, " ", 1);
+                sb_put(&b, cap, strlen(cap));
             } else {
                 sb_put(&b, " ", 1);
                 sb_put(&b, w, strlen(w));
             }
         }
-        sb_put(&b, ". ", 2);
+        sb_put(&b, ".", 1);
+        count += len + 1;
     }
-    if (b.n && b.p[b.n - 1] == ' ') b.p[--b.n] = 0;
     return b.p;
 }
 
@@ -142,7 +151,7 @@ static char *insert_needle(const char *text, const char *needle, double depth) {
     size_t n = strlen(text);
     size_t at = (size_t)(depth * (double)n);
     if (at > n) at = n;
-    while (at < n && !(at >= 2 && text[at - 2] == '.' && text[at - 1] == ' ')) at++;
+    while (at > 0 && at < n && !(at >= 2 && text[at - 2] == '.' && text[at - 1] == ' ')) at++;
     sbuf b = {0};
     sb_put(&b, text, at);
     if (at == n && n && text[n - 1] != ' ') sb_put(&b, " ", 1);
@@ -358,9 +367,14 @@ static int expand_template(eval_suite *s, size_t *cap, json_t *t, const char *ba
         for (int si = 0; si < n_use; si++) {
             if (use[si] <= 0 || (max_context > 0 && use[si] > max_context)) continue;
             for (int di = 0; di < nd; di++) {
-                /* Room for the question and the answer: the haystack gets
-                 * the size minus a small allowance. */
-                int hay_tokens = use[si] - 64 > 16 ? use[si] - 64 : 16;
+                /* `size` is the context the item uses: the haystack leaves
+                 * room for the answer (max_tokens), the question and chat
+                 * template (64) and tokenizers that split the filler a
+                 * little finer than one token per word (size/64). */
+                json_t *jmt = json_object_get(t, "max_tokens");
+                int answer = json_is_integer(jmt) ? (int)json_integer_value(jmt) : 256;
+                int hay_tokens = use[si] - answer - 64 - use[si] / 64;
+                if (hay_tokens < 16) hay_tokens = 16;
                 char *hay;
                 if (doc_text) {
                     size_t want = (size_t)hay_tokens * 4, dl = strlen(doc_text);
@@ -368,7 +382,11 @@ static int expand_template(eval_suite *s, size_t *cap, json_t *t, const char *ba
                     for (size_t i = 0; i < want; i++) hay[i] = dl ? doc_text[i % dl] : ' ';
                     hay[want] = 0;
                 } else {
-                    hay = eval_haystack(hay_tokens, (uint32_t)(r * 7919 + (size_t)use[si]));
+                    /* Distinct per template, row and size, so that no two items
+                     * share a prefix an endpoint could cache. */
+                    uint32_t seed = 2166136261u;
+                    for (const char *c = id; *c; c++) seed = (seed ^ (unsigned char)*c) * 16777619u;
+                    hay = eval_haystack(hay_tokens, seed ^ (uint32_t)(r * 7919 + (size_t)use[si] * 31));
                 }
                 char *doc = insert_needle(hay, json_is_string(needle) ? json_string_value(needle) : "", depths[di]);
                 free(hay);

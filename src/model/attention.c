@@ -147,15 +147,14 @@ static void compressor_finish(const dsv4_model *m, const compressor_w *cw, float
  * `indexer`. */
 static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int indexer, row_info *rows, int T,
                            const float *x) {
-    int D = m->cfg.dim, r = cw->ratio, d = cw->d, w2 = cw->coff * d;
+    int r = cw->ratio, d = cw->d, w2 = cw->coff * d;
     float *kvp = xmalloc((size_t)T * w2 * sizeof(float));
     float *scp = xmalloc((size_t)T * w2 * sizeof(float));
     float *tmp = xmalloc((size_t)d * sizeof(float)), *ptmp = xmalloc((size_t)6 * r * sizeof(float));
-    /* the reference runs both in FP32 (x.float(), FP32 weights) */
-    dsv4_mode lm = m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode;
-    linear(&cw->wkv, x, T, kvp, lm, 0, m->pool);
-    linear(&cw->wgate, x, T, scp, lm, 0, m->pool);
-    (void)D;
+    /* FP32 products in the reference (x.float(), FP32 copies of the BF16
+     * weights): no output rounding in any mode */
+    linear(&cw->wkv, x, T, kvp, m->mode, 0, m->pool);
+    linear(&cw->wgate, x, T, scp, m->mode, 0, m->pool);
     for (int t = 0; t < T; t++) {
         layer_state *ls = &rows[t].seq->ls[li];
         float *kvs = indexer ? ls->ikv_state : ls->kv_state;
@@ -365,7 +364,7 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     const dsv4_config *c = &m->cfg;
     const layer_w *l = &m->layers[li];
     int ex = exact_mode(m), H = c->n_heads, hd = c->head_dim, rd = c->rope_head_dim, win = c->window_size;
-    int QR = c->q_lora_rank, G = c->o_groups, R = c->o_lora_rank, D = c->dim;
+    int QR = c->q_lora_rank, G = c->o_groups, R = c->o_lora_rank;
     const float *freq = l->ratio ? m->rope_freq_comp : m->rope_freq_swa;
     /* cos/sin of every row's position, computed once for q, kv and o */
     float *cs = xmalloc((size_t)T * rd * sizeof(float));
@@ -474,7 +473,6 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
         for (int t = 0; t < T; t++) memcpy(u + (size_t)t * G * R + (size_t)g * R, ug + (size_t)t * R, (size_t)R * sizeof(float));
     }
     linear(&l->wo_b, u, T, out, m->mode, 0, m->pool);
-    (void)D;
     free(xg); free(ug); free(u); free(o); free(keys); free(nkeys); free(sel); free(nsel);
     free(kv); free(q); free(qr); free(cs);
 }

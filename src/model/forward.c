@@ -373,7 +373,7 @@ static void head_forward(dsv4_model *m, const float *H, int n, const float *fn, 
         if (trace_on) trace_rows(trace_on, "final_hc_head", y + (size_t)t * D, 1, D);
         rmsnorm(y + (size_t)t * D, norm, D, c->norm_eps, y + (size_t)t * D, ex);
     }
-    linear(&m->head, y, n, logits, m->mode == DSV4_MODE_EXACT ? DSV4_MODE_EXACT : m->mode, 0, m->pool);
+    linear(&m->head, y, n, logits, m->mode, 0, m->pool);
     free(mixes); free(y);
 }
 

@@ -216,60 +216,83 @@ static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int k
 #define RM 4
 #define TM 6
 
-static TGT void v512_tile_f32(const float *w, int kc, const float *const *x, float *const *c,
-                              int nrow, int ntok, int accum) {
+/* One loop per token count NT (1..6): a tail tile of the token range does
+ * only the work it needs.  Per (row, token) the arithmetic does not depend
+ * on NT. */
+INL void tile_f32_nt(const float *w, int kc, const float *const *x, float *const *c,
+                     int nrow, int accum, const int NT) {
     __m512 acc[TM][RM];
-    for (int t = 0; t < TM; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
     const float *w0 = w, *w1 = w + (nrow > 1 ? kc : 0), *w2 = w + (nrow > 2 ? 2 * kc : 0),
                 *w3 = w + (nrow > 3 ? 3 * kc : 0);
-    const float *x0 = x[0], *x1 = x[ntok > 1 ? 1 : 0], *x2 = x[ntok > 2 ? 2 : 0],
-                *x3 = x[ntok > 3 ? 3 : 0], *x4 = x[ntok > 4 ? 4 : 0], *x5 = x[ntok > 5 ? 5 : 0];
     for (int k = 0; k < kc; k += 16) {
         __m512 a0 = _mm512_loadu_ps(w0 + k), a1 = _mm512_loadu_ps(w1 + k);
         __m512 a2 = _mm512_loadu_ps(w2 + k), a3 = _mm512_loadu_ps(w3 + k);
-#define ROW_T(T, XP) { __m512 b = _mm512_loadu_ps(XP + k);                   \
-        acc[T][0] = _mm512_fmadd_ps(a0, b, acc[T][0]);                        \
-        acc[T][1] = _mm512_fmadd_ps(a1, b, acc[T][1]);                        \
-        acc[T][2] = _mm512_fmadd_ps(a2, b, acc[T][2]);                        \
-        acc[T][3] = _mm512_fmadd_ps(a3, b, acc[T][3]); }
-        ROW_T(0, x0) ROW_T(1, x1) ROW_T(2, x2) ROW_T(3, x3) ROW_T(4, x4) ROW_T(5, x5)
-#undef ROW_T
+        UNROLL for (int t = 0; t < NT; t++) {
+            __m512 b = _mm512_loadu_ps(x[t] + k);
+            acc[t][0] = _mm512_fmadd_ps(a0, b, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(a1, b, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(a2, b, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(a3, b, acc[t][3]);
+        }
     }
-    for (int t = 0; t < ntok; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         for (int i = 0; i < nrow; i++) {
             float s = _mm512_reduce_add_ps(acc[t][i]);
             c[t][i] = accum ? c[t][i] + s : s;
         }
 }
 
-static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const *x,
-                               float *const *c, int nrow, int ntok, int accum) {
+INL void tile_bf16_nt(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
+                      int nrow, int accum, const int NT) {
     __m512 acc[TM][RM];
-    for (int t = 0; t < TM; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
     const uint16_t *w0 = w, *w1 = w + (nrow > 1 ? kc : 0), *w2 = w + (nrow > 2 ? 2 * kc : 0),
                    *w3 = w + (nrow > 3 ? 3 * kc : 0);
-    const uint16_t *x0 = x[0], *x1 = x[ntok > 1 ? 1 : 0], *x2 = x[ntok > 2 ? 2 : 0],
-                   *x3 = x[ntok > 3 ? 3 : 0], *x4 = x[ntok > 4 ? 4 : 0], *x5 = x[ntok > 5 ? 5 : 0];
     for (int k = 0; k < kc; k += 32) {
         __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w0 + k));
         __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w1 + k));
         __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w2 + k));
         __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w3 + k));
-#define ROW_T(T, XP) { __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(XP + k)); \
-        acc[T][0] = _mm512_dpbf16_ps(acc[T][0], a0, b);                        \
-        acc[T][1] = _mm512_dpbf16_ps(acc[T][1], a1, b);                        \
-        acc[T][2] = _mm512_dpbf16_ps(acc[T][2], a2, b);                        \
-        acc[T][3] = _mm512_dpbf16_ps(acc[T][3], a3, b); }
-        ROW_T(0, x0) ROW_T(1, x1) ROW_T(2, x2) ROW_T(3, x3) ROW_T(4, x4) ROW_T(5, x5)
-#undef ROW_T
+        UNROLL for (int t = 0; t < NT; t++) {
+            __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
+            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
+            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
+            acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
+            acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+        }
     }
-    for (int t = 0; t < ntok; t++)
+    UNROLL for (int t = 0; t < NT; t++)
         for (int i = 0; i < nrow; i++) {
             float s = _mm512_reduce_add_ps(acc[t][i]);
             c[t][i] = accum ? c[t][i] + s : s;
         }
+}
+
+static TGT void v512_tile_f32(const float *w, int kc, const float *const *x, float *const *c,
+                              int nrow, int ntok, int accum) {
+    switch (ntok) {
+    case 1: tile_f32_nt(w, kc, x, c, nrow, accum, 1); break;
+    case 2: tile_f32_nt(w, kc, x, c, nrow, accum, 2); break;
+    case 3: tile_f32_nt(w, kc, x, c, nrow, accum, 3); break;
+    case 4: tile_f32_nt(w, kc, x, c, nrow, accum, 4); break;
+    case 5: tile_f32_nt(w, kc, x, c, nrow, accum, 5); break;
+    default: tile_f32_nt(w, kc, x, c, nrow, accum, 6); break;
+    }
+}
+
+static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const *x,
+                               float *const *c, int nrow, int ntok, int accum) {
+    switch (ntok) {
+    case 1: tile_bf16_nt(w, kc, x, c, nrow, accum, 1); break;
+    case 2: tile_bf16_nt(w, kc, x, c, nrow, accum, 2); break;
+    case 3: tile_bf16_nt(w, kc, x, c, nrow, accum, 3); break;
+    case 4: tile_bf16_nt(w, kc, x, c, nrow, accum, 4); break;
+    case 5: tile_bf16_nt(w, kc, x, c, nrow, accum, 5); break;
+    default: tile_bf16_nt(w, kc, x, c, nrow, accum, 6); break;
+    }
 }
 
 /* ---- fused GEMV in tile order ----------------------------------------------

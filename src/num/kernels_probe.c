@@ -36,8 +36,10 @@ static uint64_t sum_avx512(const uint64_t *p, size_t n) {
         a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 16)));
         a3 = _mm512_add_epi64(a3, _mm512_loadu_si512((const void *)(p + i + 24)));
     }
-    uint64_t s = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1),
-                                                                   _mm512_add_epi64(a2, a3)));
+    /* reduce as unsigned: the intrinsic's signed reduction may overflow */
+    uint64_t t[8], s = 0;
+    _mm512_storeu_si512((void *)t, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    for (int k = 0; k < 8; k++) s += t[k];
     for (; i < n; i++) s += p[i];
     return s;
 }
