@@ -198,8 +198,9 @@ TEST(suite_loading) {
             if (*p != ' ' && *p != '\n' && (p == doc || p[-1] == ' ' || p[-1] == '\n')) words++;
             ends += *p == '.';
         }
-        /* 1024 - 64 filler tokens, the needle (4 words + 1) and "Code?" */
-        CHECK(doc && strstr(doc, "The code is K-1.") && words + ends == 960 + 5 + 1, "haystack of 960 tokens + needle: %ld", words + ends);
+        /* 1024 - 256 (max_tokens) - 64 - 1024/64 = 688 filler tokens, the
+         * needle (4 words + 1) and "Code?" */
+        CHECK(doc && strstr(doc, "The code is K-1.") && words + ends == 688 + 5 + 1, "haystack of 688 tokens + needle: %ld", words + ends);
         CHECK(s.items[3].lc_size == 1024, "lc size");
         CHECK(!strcmp(json_string_value(json_object_get(s.items[3].check, "value")), "K-1"), "needle check filled");
     }

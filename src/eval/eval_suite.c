@@ -367,9 +367,14 @@ static int expand_template(eval_suite *s, size_t *cap, json_t *t, const char *ba
         for (int si = 0; si < n_use; si++) {
             if (use[si] <= 0 || (max_context > 0 && use[si] > max_context)) continue;
             for (int di = 0; di < nd; di++) {
-                /* Room for the question and the answer: the haystack gets
-                 * the size minus a small allowance. */
-                int hay_tokens = use[si] - 64 > 16 ? use[si] - 64 : 16;
+                /* `size` is the context the item uses: the haystack leaves
+                 * room for the answer (max_tokens), the question and chat
+                 * template (64) and tokenizers that split the filler a
+                 * little finer than one token per word (size/64). */
+                json_t *jmt = json_object_get(t, "max_tokens");
+                int answer = json_is_integer(jmt) ? (int)json_integer_value(jmt) : 256;
+                int hay_tokens = use[si] - answer - 64 - use[si] / 64;
+                if (hay_tokens < 16) hay_tokens = 16;
                 char *hay;
                 if (doc_text) {
                     size_t want = (size_t)hay_tokens * 4, dl = strlen(doc_text);
