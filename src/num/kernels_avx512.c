@@ -201,8 +201,15 @@ static TGT void v512_deq_f32(const dsv4_weight *w, int r0, int n, int k0, int kc
         }
 }
 
+/* Defined with the fused kernels below: exact BF16 by table lookup. */
+INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t *out);
+
 static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int kc, uint16_t *out) {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if ((w->type == W_FP8 && cpu_get_features()->avx512vbmi) || w->type == W_MXFP4) {
+            deq_bf16_row_fast(w, r0 + i, k0, kc, out + (size_t)i * kc);
+            continue;
+        }
         for (int k = 0; k < kc; k += 64) {
             __m512 v[4];
             deq64(w, r0 + i, k0 + k, v);
@@ -212,6 +219,7 @@ static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int k
             _mm512_storeu_si512((void *)(out + (size_t)i * kc + k), (__m512i)b0);
             _mm512_storeu_si512((void *)(out + (size_t)i * kc + k + 32), (__m512i)b1);
         }
+    }
 }
 
 /* ---- GEMM register tiles: 4 rows x 6 tokens ------------------------------ */
@@ -468,6 +476,30 @@ INL void wbf16x64_slow(row_ptr rp, int k, __m512bh *w0, __m512bh *w1, const wtyp
     *w0 = _mm512_cvtne2ps_pbh(v1, v0);
     deq32r(rp, k + 32, &v0, &v1, TY);
     *w1 = _mm512_cvtne2ps_pbh(v1, v0);
+}
+
+INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t *out) {
+    row_ptr rp = row_at(w, r, w->type == W_FP8 ? W_FP8 : W_MXFP4);
+    __m512bh a0, a1;
+    if (w->type == W_MXFP4) {
+        for (int k = k0; k < k0 + kc; k += 32)
+            _mm512_storeu_si512((void *)(out + k - k0), (__m512i)mxfp4_bf16x32(rp.p + k / 2, rp.s[k >> 5]));
+        return;
+    }
+    const __m512i i0 = ilv_idx(0), i1 = ilv_idx(32);
+    fp8_tabs ft = fp8_tabs_for(127);
+    int fast = 0;
+    for (int k = k0; k < k0 + kc; k += 64) {
+        if (k == k0 || !(k & 127)) {
+            unsigned sc = rp.s[k >> 7];
+            fast = sc >= FP8_SMIN && sc <= FP8_SMAX;
+            ft = fp8_tabs_for(sc);
+        }
+        if (fast) fp8_bf16x64(rp.p + k, &ft, i0, i1, &a0, &a1);
+        else wbf16x64_slow(rp, k, &a0, &a1, W_FP8);
+        _mm512_storeu_si512((void *)(out + k - k0), (__m512i)a0);
+        _mm512_storeu_si512((void *)(out + k - k0 + 32), (__m512i)a1);
+    }
 }
 
 /* NR rows (compile time) x NT tokens; 64 columns per step, as two 32-column
