@@ -29,6 +29,12 @@
 #define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
+int kern_avx512_no_vbmi;
+
+/* VBMI (vpermt2b, vpmultishiftqb) is not part of the AVX-512 level of
+ * num/cpu.c: the paths that need it check at run time. */
+static inline int use_vbmi(void) { return cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi; }
+
 INL __m512 cvt_bf16x16(const uint16_t *p) {
     __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -206,7 +212,7 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
 
 static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int kc, uint16_t *out) {
     for (int i = 0; i < n; i++) {
-        if ((w->type == W_FP8 && cpu_get_features()->avx512vbmi) || w->type == W_MXFP4) {
+        if ((w->type == W_FP8 && use_vbmi()) || w->type == W_MXFP4) {
             deq_bf16_row_fast(w, r0 + i, k0, kc, out + (size_t)i * kc);
             continue;
         }
@@ -629,7 +635,7 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
 #define FUSED_RM 8
 static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                                 float *const *c, int ntok, int kc) {
-    const int nr = ntok <= 2 ? 8 : 4, vbmi = cpu_get_features()->avx512vbmi;
+    const int nr = ntok <= 2 ? 8 : 4, vbmi = use_vbmi();
     for (int i = 0; i < nrow; i += nr) {
         int n = nrow - i < nr ? nrow - i : nr;
         float *ci[4];
@@ -683,4 +689,5 @@ const kern_set kern_avx512 = {
 #else
 #include "num/kernels.h"
 const kern_set kern_avx512 = {0};
+int kern_avx512_no_vbmi;
 #endif
