@@ -82,5 +82,10 @@ if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "short" "$T/err"; then ok; else b
 if [ $rc -eq 1 ] && grep -q "config.json" "$T/err"; then ok; else bad "convert missing dir: rc=$rc $(cat "$T/err")"; fi
 "$DSV4" convert -m "$G" -o "$T/x.gguf" --type q4_k 2>"$T/err"; rc=$?
 if [ $rc -eq 1 ] && grep -q "unknown output type" "$T/err"; then ok; else bad "convert bad type: rc=$rc"; fi
+# a single .gguf is enough to chat: its vocabulary comes from tokenizer.ggml.*
+DEF=$("$DSV4" gen --default-dir 2>/dev/null | tail -1)
+if [ -n "$DEF" ] && "$DSV4" convert -m "$DEF" -o "$T/def.gguf" --type bf16 >/dev/null 2>&1 &&
+   "$DSV4" run -m "$T/def.gguf" -p "Hello" --max-tokens 4 >"$T/run.out" 2>&1 && grep -q "generation: 4 tokens" "$T/run.out"; then ok
+else bad "dsv4 run on a single .gguf: $(tail -2 "$T/run.out" 2>/dev/null)"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -150,6 +150,9 @@ t "json_schema: all $N_SCHEMA responses parse and validate" 'grep -qx "$N_SCHEMA
 code=$(post jo.json /v1/chat/completions '{"messages":[{"role":"user","content":"json"}],"max_tokens":30,"response_format":{"type":"json_object"}}')
 t "json_object output is an object" 'py "isinstance(json.loads(j[\"choices\"][0][\"message\"][\"content\"]),dict)" "$tmp/jo.json"'
 
+code=$(post jt.json /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"json\"}],\"max_tokens\":40,\"reasoning_effort\":\"high\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\",\"schema\":$SCHEMA}}}")
+t "thinking + json_schema: reasoning, then valid JSON" 'py "isinstance(json.loads(j[\"choices\"][0][\"message\"][\"content\"])[\"age\"],int) and \"reasoning_content\" in j[\"choices\"][0][\"message\"]" "$tmp/jt.json"'
+
 # ---- Anthropic ----------------------------------------------------------------
 code=$(post a1.json /v1/messages "{\"model\":\"$MODEL\",\"max_tokens\":8,\"system\":\"Be brief.\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}")
 t "messages 200" '[ "$code" = 200 ] && py "j[\"type\"]==\"message\" and j[\"content\"][0][\"type\"]==\"text\" and j[\"stop_reason\"]==\"max_tokens\" and j[\"usage\"][\"output_tokens\"]==8" "$tmp/a1.json"'
@@ -217,5 +220,20 @@ sys.exit(0 if len(p) == 2 and 0 < p[1] < 20 else 1)" "$tmp/chat.err"'
 
 kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=
 t "server exits cleanly on SIGTERM" 'grep -q "shutting down" "$tmp/serve.log"'
+
+# ---- API key ---------------------------------------------------------------------
+"$DSV4" serve --port 0 --ctx 256 --api-key s3cret >"$tmp/key.log" 2>&1 &
+pid=$!
+kport=
+for i in $(seq 1 300); do
+    kport=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$tmp/key.log")
+    [ -n "$kport" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+done
+t "--api-key: missing key -> 401" '[ "$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$kport/v1/models")" = 401 ]'
+t "--api-key: Bearer key -> 200" '[ "$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer s3cret" "http://127.0.0.1:$kport/v1/models")" = 200 ]'
+t "--api-key: x-api-key -> 200, /health open" '[ "$(curl -s -o /dev/null -w "%{http_code}" -H "x-api-key: s3cret" "http://127.0.0.1:$kport/v1/models")" = 200 ] && [ "$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$kport/health")" = 200 ]'
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,6 +4,7 @@
  * generate.h.
  */
 #include "server/generate.h"
+#include "format/gguf_model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,11 @@ int gen_model_open(gen_model *gm, const char *dir, int n_ctx, int n_threads,
     const dsv4_config *c = dsv4_model_config(gm->model);
     char path[2048];
     path_join(path, sizeof path, dir, "tokenizer.json");
+    size_t dl = strlen(dir);
+    if (dl > 5 && !strcmp(dir + dl - 5, ".gguf")) {
+        /* a single .gguf file carries its own vocabulary (tokenizer.ggml.*) */
+        gm->tok = gguf_tokenizer_load(dir, err, errlen);
+    } else
 #ifdef HAVE_DEFAULT_MODEL
     /* no tokenizer.json: the DeepSeek tokenizer built into the binary */
     if (access(path, R_OK) != 0)
