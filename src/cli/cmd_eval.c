@@ -203,6 +203,7 @@ static int finish(const eval_options *o, const char *suite_name, int quiet) {
     if (!quiet) {
         eval_print_table(stdout, sum);
         printf("wrote %s/report.html, summary.json, records.jsonl\n", o->out_dir);
+        fflush(stdout);   /* before any message on stderr */
     }
     json_decref(sum);
     json_decref(records);
