@@ -171,6 +171,45 @@ static void run_set(cpu_isa_level lvl) {
                 check_one(ks, types[ti], shapes[s][0], shapes[s][1], Ts[k]);
 }
 
+/* Scales at the edge of the normal BF16 range take another conversion
+ * route in the AVX-512 FAST kernels (the lookup tables cover the usual
+ * ones): rows mixing both must still give the GEMM's bits in the fused
+ * GEMV, and finite results. */
+static void check_extreme_scales(const kern_set *ks) {
+    const wtype types[] = {W_FP8, W_MXFP4};
+    for (int ti = 0; ti < 2; ti++)
+        for (int T = 1; T <= 4; T += 3) {
+            int rows = 260, cols = 384;
+            test_weight tw = make_weight(types[ti], rows, cols);
+            size_t ns = types[ti] == W_FP8 ? (size_t)3 * tw.w.scale_cols : (size_t)rows * tw.w.scale_cols;
+            for (size_t i = 0; i < ns; i++)
+                tw.scale[i] = (uint8_t)(i % 3 ? 124 : types[ti] == W_FP8 ? 6 + i % 7 : i % 5);
+            size_t ny = (size_t)T * rows;
+            float *x = malloc((size_t)T * cols * 4), *y = malloc(ny * 4), *yg = malloc(ny * 4);
+            for (size_t i = 0; i < (size_t)T * cols; i++) x[i] = rndf() * 2.0f;
+            int saved = kern_gemm_min_t;
+            kern_gemm_min_t = 1;
+            kern_linear(ks, &tw.w, x, T, yg, 1, NULL);
+            kern_gemm_min_t = 1 << 30;
+            kern_linear(ks, &tw.w, x, T, y, 1, NULL);
+            kern_gemm_min_t = saved;
+            int finite = 1;
+            for (size_t i = 0; i < ny; i++) finite &= isfinite(y[i]);
+            CHECK(finite, "%s %s extreme scales T=%d: non-finite output", ks->name, tname(types[ti]), T);
+            if (ks->tile_bf16)
+                CHECK(!memcmp(y, yg, ny * 4), "%s %s extreme scales T=%d: fused GEMV differs from GEMM",
+                      ks->name, tname(types[ti]), T);
+            free(x); free(y); free(yg);
+            free_weight(&tw);
+        }
+}
+
+TEST(kernels_extreme_scales) {
+    check_extreme_scales(&kern_c);
+    if (cpu_best_isa() >= ISA_AVX2) check_extreme_scales(kern_for_isa(ISA_AVX2));
+    if (cpu_best_isa() >= ISA_AVX512) check_extreme_scales(kern_for_isa(ISA_AVX512));
+}
+
 TEST(kernels_c) { run_set(ISA_C); }
 TEST(kernels_avx2) {
     if (cpu_best_isa() < ISA_AVX2) { fprintf(stderr, "skip: no AVX2\n"); return; }
@@ -179,6 +218,14 @@ TEST(kernels_avx2) {
 TEST(kernels_avx512) {
     if (cpu_best_isa() < ISA_AVX512) { fprintf(stderr, "skip: no AVX-512 BF16\n"); return; }
     run_set(ISA_AVX512);
+    kern_avx512_no_vbmi = 1;          /* the paths for AVX-512 BF16 CPUs without VBMI */
+    check_extreme_scales(kern_for_isa(ISA_AVX512));
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t k = 0; k < 3; k++) {
+            check_one(kern_for_isa(ISA_AVX512), W_FP8, shapes[s][0], shapes[s][1], Ts[k]);
+            check_one(kern_for_isa(ISA_AVX512), W_MXFP4, shapes[s][0], shapes[s][1], Ts[k]);
+        }
+    kern_avx512_no_vbmi = 0;
 }
 
 /* linear(): EXACT stays the reference bit for bit; unsupported shapes and
@@ -225,6 +272,7 @@ int main(void) {
     pool2 = pool_new(2);
     fprintf(stderr, "cpu: %s; best kernel set %s\n", cpu_features_string(), cpu_isa_name(cpu_best_isa()));
     RUN(kernels_c);
+    RUN(kernels_extreme_scales);
     RUN(kernels_avx2);
     RUN(kernels_avx512);
     RUN(dispatch);

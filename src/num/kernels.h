@@ -67,6 +67,8 @@ typedef struct {
 } kern_set;
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;
+/* Tests: 1 makes the AVX-512 set take its paths for CPUs without VBMI. */
+extern int kern_avx512_no_vbmi;
 const kern_set *kern_for_isa(cpu_isa_level lvl);
 
 /* Whether the fast kernels handle this weight (format and shape). */

@@ -29,6 +29,12 @@
 #define UNROLL _Pragma("GCC unroll 8")
 #define INL static inline __attribute__((always_inline)) TGT
 
+int kern_avx512_no_vbmi;
+
+/* VBMI (vpermt2b, vpmultishiftqb) is not part of the AVX-512 level of
+ * num/cpu.c: the paths that need it check at run time. */
+static inline int use_vbmi(void) { return cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi; }
+
 INL __m512 cvt_bf16x16(const uint16_t *p) {
     __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -206,7 +212,7 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
 
 static TGT void v512_deq_bf16(const dsv4_weight *w, int r0, int n, int k0, int kc, uint16_t *out) {
     for (int i = 0; i < n; i++) {
-        if ((w->type == W_FP8 && cpu_get_features()->avx512vbmi) || w->type == W_MXFP4) {
+        if ((w->type == W_FP8 && use_vbmi()) || w->type == W_MXFP4) {
             deq_bf16_row_fast(w, r0 + i, k0, kc, out + (size_t)i * kc);
             continue;
         }
@@ -454,7 +460,7 @@ INL void fp8_bf16x64(const uint8_t *p, const fp8_tabs *t, __m512i i0, __m512i i1
 }
 
 /* 16 MXFP4 bytes -> 32 BF16 (value times 2^(s-127)), exact. */
-INL __m512bh mxfp4_bf16x32(const uint8_t *p, unsigned s) {
+INL __m512bh mxfp4_bf16x32(const uint8_t *p, unsigned s, const int VBMI) {
     if (__builtin_expect(s - MX_SMIN > (unsigned)(MX_SMAX - MX_SMIN), 0)) {
         const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
@@ -463,9 +469,18 @@ INL __m512bh mxfp4_bf16x32(const uint8_t *p, unsigned s) {
         lo = _mm512_mul_ps(lo, sv); hi = _mm512_mul_ps(hi, sv);
         return _mm512_cvtne2ps_pbh(_mm512_permutex2var_ps(lo, ihi, hi), _mm512_permutex2var_ps(lo, ilo, hi));
     }
-    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
-    /* (d | d << 12) & 0x000F000F: word 2i = low nibble, word 2i+1 = high */
-    __m512i idx = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
+    __m512i idx;
+    if (VBMI) {
+        /* each qword gets 2 bytes; vpmultishiftqb puts nibble n (bits 4n..)
+         * in the low byte of word n; vpermw reads only bits 0-4 of an index
+         * and the table repeats itself, so the bits above need no masking */
+        __m512i q = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)p));
+        idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(0x000C000800040000LL), q);
+    } else {
+        __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+        /* (d | d << 12) & 0x000F000F: word 2i = low nibble, word 2i+1 = high */
+        idx = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
+    }
     return (__m512bh)_mm512_permutexvar_epi16(idx, _mm512_load_si512((const void *)mx_tab[s]));
 }
 
@@ -483,7 +498,7 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
     __m512bh a0, a1;
     if (w->type == W_MXFP4) {
         for (int k = k0; k < k0 + kc; k += 32)
-            _mm512_storeu_si512((void *)(out + k - k0), (__m512i)mxfp4_bf16x32(rp.p + k / 2, rp.s[k >> 5]));
+            _mm512_storeu_si512((void *)(out + k - k0), (__m512i)mxfp4_bf16x32(rp.p + k / 2, rp.s[k >> 5], 0));
         return;
     }
     const __m512i i0 = ilv_idx(0), i1 = ilv_idx(32);
@@ -506,19 +521,21 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
  * dot steps in column order (the tile's arithmetic).  FP8: the rows must
  * share their 128-row scale block for the table path (r0 % 4 == 0 and
  * NR <= 128 guarantee it for full groups; otherwise the FP32 route). */
+#define FUSED_NR_MAX 8
 INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
-                       float *const *c, int kcs, const int NT, const wtype TY, const int NR) {
+                       float *const *c, int kcs, const int NT, const wtype TY, const int NR,
+                       const int VBMI) {
     const int K = w->cols;
-    row_ptr rp[NR];
+    row_ptr rp[FUSED_NR_MAX];   /* fixed size: a VLA would live on the stack */
     UNROLL for (int i = 0; i < NR; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
-    const int same_blk = (r0 >> 7) == ((r0 + nrow - 1) >> 7) && cpu_get_features()->avx512vbmi;
+    const int same_blk = (r0 >> 7) == ((r0 + nrow - 1) >> 7) && VBMI;
     __m512i i0 = _mm512_setzero_si512(), i1 = i0;
     if (TY == W_FP8) { i0 = ilv_idx(0); i1 = ilv_idx(32); }
     fp8_tabs ft = {i0, i0, i0, i0};
     int fast = 1;
     for (int k0 = 0; k0 < K; k0 += kcs) {
         int k1 = k0 + kcs < K ? k0 + kcs : K;
-        __m512 acc[4][NR];
+        __m512 acc[4][FUSED_NR_MAX];
         UNROLL for (int t = 0; t < NT; t++)
             UNROLL for (int i = 0; i < NR; i++) acc[t][i] = _mm512_setzero_ps();
         for (int k = k0; k < k1; k += 64) {
@@ -542,8 +559,8 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
                     if (__builtin_expect(fast, 1)) fp8_bf16x64(rp[i].p + k, &ft, i0, i1, &a0, &a1);
                     else wbf16x64_slow(rp[i], k, &a0, &a1, TY);
                 } else {
-                    a0 = mxfp4_bf16x32(rp[i].p + k / 2, rp[i].s[k >> 5]);
-                    a1 = mxfp4_bf16x32(rp[i].p + k / 2 + 16, rp[i].s[(k >> 5) + 1]);
+                    a0 = mxfp4_bf16x32(rp[i].p + k / 2, rp[i].s[k >> 5], VBMI);
+                    a1 = mxfp4_bf16x32(rp[i].p + k / 2 + 16, rp[i].s[(k >> 5) + 1], VBMI);
                 }
                 UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a0, b0[t]);
                 UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a1, b1[t]);
@@ -603,16 +620,22 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
 
 #define FUSED_BF16_TY(NT, NR)                                                             \
     switch (w->type) {                                                                    \
-    case W_BF16: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_BF16, NR); break;               \
-    case W_FP8: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR); break;                 \
-    default: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR); break;                  \
+    case W_BF16: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_BF16, NR, 0); break;            \
+    case W_FP8:                                                                           \
+        if (vbmi) fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR, 1);                   \
+        else fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR, 0);                        \
+        break;                                                                            \
+    default:                                                                              \
+        if (vbmi) fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR, 1);                 \
+        else fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR, 0);                      \
+        break;                                                                            \
     }
 
 /* Rows per pass by token count: about 16 accumulator chains each. */
 #define FUSED_RM 8
 static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                                 float *const *c, int ntok, int kc) {
-    const int nr = ntok <= 2 ? 8 : 4;
+    const int nr = ntok <= 2 ? 8 : 4, vbmi = use_vbmi();
     for (int i = 0; i < nrow; i += nr) {
         int n = nrow - i < nr ? nrow - i : nr;
         float *ci[4];
@@ -666,4 +689,5 @@ const kern_set kern_avx512 = {
 #else
 #include "num/kernels.h"
 const kern_set kern_avx512 = {0};
+int kern_avx512_no_vbmi;
 #endif
