@@ -81,3 +81,7 @@ clean:
 	rm -rf build build-san build-fuzz dsv4
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# Data embedded with .incbin: rebuild the object when the data changes.
+$(BUILD)/src/eval/eval_default_suite.o: eval/suites/default.jsonl
+$(BUILD)/src/model/tokenizer_blob.o: data/tokenizer.json data/tokenizer_config.json
