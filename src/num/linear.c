@@ -23,6 +23,7 @@
  * once into its own buffer and reusing it for every token.
  */
 #include "num/linear.h"
+#include "num/ggml_quants.h"
 #include "num/kernels.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
@@ -335,6 +336,12 @@ static void read_env_once(void) {
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool) {
     read_env_once();
+    /* GGUF block formats have their own kernels (num/ggml_quants.c); FAST
+     * mode lets them quantise activations to int8 as llama.cpp does */
+    if (mode != DSV4_MODE_EXACT && T > 0 && ggml_linear_supports(w)) {
+        ggml_linear(w, x, T, y, mode == DSV4_MODE_FAST, pool);
+        return;
+    }
     if (mode == DSV4_MODE_EXACT || T <= 0 || !kern_supports(w)) {
         linear_ref(w, x, T, y, mode, flags, pool);
         return;
