@@ -71,18 +71,38 @@ size_t weight_bytes(const dsv4_weight *w) {
     }
 }
 
-/* ---- FP32 mode ---------------------------------------------------------- */
+/* ---- FP32 mode and dense EXACT products --------------------------------- */
 
 typedef struct {
     const dsv4_weight *w;
     const float *x;
     int T, flags;
     float *y;
+    int exact;                /* EXACT mode */
     /* exact mode: quantised activations and their per-128 scales */
     const float *xq, *xs;
 } lin_job;
 
-static void fp32_worker(void *a, int tid, int nth) {
+/* FP32 dot with 8 partial sums (the FP32 definition). */
+static float dot_fp32(const float *row, const float *x, int K) {
+    float acc[8] = {0};
+    int c = 0;
+    for (; c + 8 <= K; c += 8)
+        for (int u = 0; u < 8; u++) acc[u] += row[c + u] * x[c + u];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < K; c++) s += row[c] * x[c];
+    return s;
+}
+
+/* Exact dot in double, rounded once to FP32 or (LIN_OUT_BF16) BF16. */
+static float dot_exact(const float *row, const float *x, int K, int flags) {
+    double s = 0;
+    for (int c = 0; c < K; c++) s += (double)row[c] * x[c];
+    return (flags & LIN_OUT_BF16) ? bf16_to_f32(f32_to_bf16_from_double(s)) : (float)s;
+}
+
+/* Dequantised-row products: the FP32 mode, and EXACT for dense weights. */
+static void dense_worker(void *a, int tid, int nth) {
     lin_job *j = a;
     int lo, hi, K = j->w->cols;
     pool_range(j->w->rows, tid, nth, &lo, &hi);
@@ -91,13 +111,7 @@ static void fp32_worker(void *a, int tid, int nth) {
         weight_row_f32(j->w, r, row);
         for (int t = 0; t < j->T; t++) {
             const float *x = j->x + (size_t)t * K;
-            float acc[8] = {0};
-            int c = 0;
-            for (; c + 8 <= K; c += 8)
-                for (int u = 0; u < 8; u++) acc[u] += row[c + u] * x[c + u];
-            float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for (; c < K; c++) s += row[c] * x[c];
-            j->y[(size_t)t * j->w->rows + r] = s;
+            j->y[(size_t)t * j->w->rows + r] = j->exact ? dot_exact(row, x, K, j->flags) : dot_fp32(row, x, K);
         }
     }
     free(row);
@@ -167,28 +181,11 @@ static void exact_fp4_worker(void *a, int tid, int nth) {
     }
 }
 
-static void exact_dense_worker(void *a, int tid, int nth) {
-    lin_job *j = a;
-    int lo, hi, K = j->w->cols;
-    pool_range(j->w->rows, tid, nth, &lo, &hi);
-    float *row = xmalloc((size_t)K * sizeof(float));
-    for (int r = lo; r < hi; r++) {
-        weight_row_f32(j->w, r, row);
-        for (int t = 0; t < j->T; t++) {
-            const float *x = j->x + (size_t)t * K;
-            double s = 0;
-            for (int c = 0; c < K; c++) s += (double)row[c] * x[c];
-            float v = (j->flags & LIN_OUT_BF16) ? bf16_to_f32(f32_to_bf16_from_double(s)) : (float)s;
-            j->y[(size_t)t * j->w->rows + r] = v;
-        }
-    }
-    free(row);
-}
-
 void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
                 dsv4_mode mode, int flags, dsv4_pool *pool) {
     lin_job j = {.w = w, .x = x, .T = T, .flags = flags, .y = y};
-    if (mode != DSV4_MODE_EXACT) { pool_run(pool, fp32_worker, &j); return; }
+    j.exact = mode == DSV4_MODE_EXACT;
+    if (!j.exact) { pool_run(pool, dense_worker, &j); return; }
     if ((w->type == W_FP8 || w->type == W_MXFP4) && !(flags & LIN_DEQUANT)) {
         int K = w->cols, nkb = (K + 127) / 128;
         float *xq = xmalloc((size_t)T * K * sizeof(float));
@@ -199,5 +196,5 @@ void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
         free(xq); free(xs);
         return;
     }
-    pool_run(pool, exact_dense_worker, &j);
+    pool_run(pool, dense_worker, &j);
 }
