@@ -86,6 +86,11 @@ typedef struct dsv4_seq dsv4_seq;
  * model-*.safetensors with model.safetensors.index.json).  Weights are
  * mmap'd, never copied. */
 dsv4_model *dsv4_model_load(const char *dir, char *err, size_t errlen);
+/* Map all weight pages now instead of faulting them in 4 KiB at a time
+ * during the first tokens (reads the files if they are not cached).  The
+ * commands that compute call it after loading; DSV4_PREFAULT=0 skips it
+ * (models streamed from SSD that do not fit in memory). */
+void dsv4_model_prefault(dsv4_model *m);
 void dsv4_model_free(dsv4_model *m);
 const dsv4_config *dsv4_model_config(const dsv4_model *m);
 void dsv4_model_set_mode(dsv4_model *m, dsv4_mode mode);

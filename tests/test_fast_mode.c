@@ -104,10 +104,10 @@ static void check_contract(const char *what) {
     CHECK(t.n >= 100, "%s: compared %d positions", what, t.n);
     CHECK(fm < em, "%s: FAST mean rel L2 %.5f not below exact's %.5f", what, fm, em);
     CHECK(t.fast_agree >= t.exact_agree, "%s: FAST argmax agreement %d < exact's %d", what, t.fast_agree, t.exact_agree);
-    /* FAST is much closer than the contract needs (BF16 activations vs
-     * exact's FP8 ones): catch regressions well before the contract
-     * breaks. */
-    CHECK(fm < 0.25 * em, "%s: FAST mean rel L2 %.5f above a quarter of exact's %.5f", what, fm, em);
+    /* FAST is well inside the contract (BF16 activations, int8 per
+     * 32-column block into the MXFP4 experts, against exact's FP8 ones):
+     * catch regressions well before the contract breaks. */
+    CHECK(fm < 0.5 * em, "%s: FAST mean rel L2 %.5f above half of exact's %.5f", what, fm, em);
 }
 
 TEST(fast_mode_accuracy) {

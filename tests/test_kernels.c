@@ -11,6 +11,7 @@
 #include "check.h"
 #include "num/cpu.h"
 #include "num/kernels.h"
+#include "num/kernels_common.h"
 #include "num/linear.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
@@ -267,6 +268,71 @@ TEST(dispatch) {
     cpu_set_isa(cpu_best_isa());
 }
 
+/* FAST-mode MXFP4 with int8 activations (num/kernels_mxq8.c): the AVX-512
+ * quantiser equals the portable one byte for byte; each product equals the
+ * portable model of the kernel's arithmetic; results do not depend on how
+ * many tokens a call carries; and the error against exact FP32 stays within
+ * what rounding x to int8 per 32-column block allows. */
+TEST(mxfp4_int8) {
+    const kern_set *ks = kern_for_isa(ISA_AVX512);
+    if (cpu_best_isa() < ISA_AVX512 || !kern_mxq8_available(ks)) {
+        fprintf(stderr, "skip: no AVX-512 VNNI\n");
+        return;
+    }
+    const int shapes_q[][2] = {{70, 128}, {33, 256}, {64, 4096}};
+    for (size_t si = 0; si < sizeof shapes_q / sizeof shapes_q[0]; si++) {
+        int R = shapes_q[si][0], K = shapes_q[si][1], T = 7;
+        test_weight m = make_weight(W_MXFP4, R, K);
+        float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * R * 4), *y1 = malloc((size_t)R * 4);
+        float *ref = malloc((size_t)T * R * 4);
+        for (int i = 0; i < T * K; i++) x[i] = rndf();
+        for (int i = 0; i < 32; i++) x[K + i] = 0.0f;          /* a zero block */
+        x[2 * K + 5] = 300.0f;                                   /* an outlier */
+        x[3 * K + 40] = -1e-30f;                                 /* a tiny block max */
+        size_t qb = kern_q8x_bytes(K);
+        uint8_t *qa = malloc(qb), *qr = malloc(qb);
+        int same = 1;
+        for (int t = 0; t < T; t++) {
+            memset(qa, 0xAA, qb); memset(qr, 0x55, qb);
+            kern_q8x_quantize(x + (size_t)t * K, K, qa);
+            kern_q8x_quantize_ref(x + (size_t)t * K, K, qr);
+            same &= !memcmp(qa, qr, qb);
+        }
+        CHECK(same, "quantiser AVX-512 == portable (%dx%d)", R, K);
+        kern_linear(ks, &m.w, x, T, y, 1, pool2);
+        int model_ok = 1, inv_ok = 1, bound_ok = 1;
+        linear_ref(&m.w, x, T, ref, DSV4_MODE_FP32, 0, NULL);
+        for (int t = 0; t < T; t++) {
+            kern_q8x_quantize_ref(x + (size_t)t * K, K, qr);
+            kern_q8x xv;
+            kern_q8x_view(qr, K, &xv);
+            kern_linear(ks, &m.w, x + (size_t)t * K, 1, y1, 1, pool2);
+            for (int r = 0; r < R; r++) {
+                float e = kern_mxq8_dot_ref(&m.w, r, &xv), g = y[(size_t)t * R + r];
+                if (fabsf(g - e) > 1e-6f * (fabsf(e) + 1e-3f)) model_ok = 0;
+                if (memcmp(&g, &y1[r], 4)) inv_ok = 0;
+                /* |error| <= sum_k |w_k| * (block max of x) / 254, plus FP32 */
+                double bound = 0, mag = 0;
+                float wrow[4096];
+                kc_deq_row_f32(&m.w, r, 0, K, wrow);
+                for (int k = 0; k < K; k++) {
+                    const float *xb = x + (size_t)t * K + k / 32 * 32;
+                    float amax = 0;
+                    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+                    bound += fabs(wrow[k]) * amax / 254.0;
+                    mag += fabs(wrow[k] * x[(size_t)t * K + k]);
+                }
+                if (fabs(g - ref[(size_t)t * R + r]) > bound * 1.001 + 1e-5 * mag) bound_ok = 0;
+            }
+        }
+        CHECK(model_ok, "kernel == portable model of its arithmetic (%dx%d)", R, K);
+        CHECK(inv_ok, "one token at a time == seven at once, bit for bit (%dx%d)", R, K);
+        CHECK(bound_ok, "error within the int8 rounding bound (%dx%d)", R, K);
+        free(x); free(y); free(y1); free(ref); free(qa); free(qr);
+        free_weight(&m);
+    }
+}
+
 int main(void) {
     numfmt_init();
     pool2 = pool_new(2);
@@ -276,6 +342,7 @@ int main(void) {
     RUN(kernels_avx2);
     RUN(kernels_avx512);
     RUN(dispatch);
+    RUN(mxfp4_int8);
     pool_free(pool2);
     return check_summary();
 }

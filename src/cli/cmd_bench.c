@@ -185,6 +185,7 @@ int cmd_bench(int argc, char **argv) {
     dsv4_model *m = dsv4_model_load(dir, err, sizeof err);
     if (!m) { fprintf(stderr, "dsv4 bench: %s\n", err); return 1; }
     dsv4_model_set_threads(m, threads);
+    dsv4_model_prefault(m);
     dsv4_model_set_mode(m, md);
     const dsv4_config *c = dsv4_model_config(m);
     model_account A;

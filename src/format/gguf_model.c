@@ -363,6 +363,11 @@ static void gg_close(void *ctx) {
     free(s);
 }
 
+static void gg_prefault(void *ctx) {
+    gg_source *s = ctx;
+    if (s->f->mapped) map_prefault(s->f->buf, s->f->len);
+}
+
 int gguf_model_open(const char *path, dsv4_config *cfg, wsource *src, char *err, size_t errlen) {
     gguf_file *f = gguf_open(path, err, errlen);
     if (!f) return -1;
@@ -376,6 +381,7 @@ int gguf_model_open(const char *path, dsv4_config *cfg, wsource *src, char *err,
         if (strstr(n, ".exp_probs_b_vl.") || strstr(n, ".nextn.") || strstr(n, "rope_freqs")) s->used[i] = 1;
     }
     *src = (wsource){.ctx = s, .matrix = gg_matrix, .vector = gg_vector, .has = gg_has,
-                     .unused = gg_unused, .close = gg_close};
+                     .unused = gg_unused, .close = gg_close,
+                     .prefault = gg_prefault};
     return 0;
 }

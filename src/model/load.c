@@ -244,6 +244,10 @@ dsv4_model *dsv4_model_load(const char *dir, char *err, size_t errlen) {
     return model_load_source(&cfg, src, dir, err, errlen);
 }
 
+void dsv4_model_prefault(dsv4_model *m) {
+    if (m && m->src.prefault) m->src.prefault(m->src.ctx);
+}
+
 void dsv4_model_free(dsv4_model *m) {
     if (!m) return;
     int nl = m->cfg.n_layers + m->cfg.n_mtp_layers;

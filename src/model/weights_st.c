@@ -135,6 +135,11 @@ static int st_inventory(void *ctx, long *n, size_t *bytes) {
     return 0;
 }
 
+static void st_prefault(void *ctx) {
+    st_source *s = ctx;
+    for (int i = 0; i < s->set.n_files; i++) map_prefault(s->set.files[i].map, s->set.files[i].map_len);
+}
+
 int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t errlen) {
     st_source *s = xcalloc(1, sizeof *s);
     if (st_open_dir(&s->set, dir, err, errlen)) {
@@ -144,6 +149,7 @@ int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t er
     }
     s->used = xcalloc((size_t)s->set.n_tensors + 1, 1);
     *out = (wsource){.ctx = s, .matrix = st_matrix, .vector = st_vector, .has = st_has,
-                     .unused = st_unused, .close = st_close_src, .inventory = st_inventory};
+                     .unused = st_unused, .close = st_close_src, .inventory = st_inventory,
+                     .prefault = st_prefault};
     return 0;
 }

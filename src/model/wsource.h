@@ -37,6 +37,8 @@ typedef struct wsource {
     /* Optional: number of tensors and their total stored bytes (for the
      * inventory check of `dsv4 info`). */
     int (*inventory)(void *ctx, long *n_tensors, size_t *bytes);
+    /* Optional: map every file page now (util.h map_prefault). */
+    void (*prefault)(void *ctx);
 } wsource;
 
 #endif

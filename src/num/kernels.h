@@ -67,6 +67,28 @@ typedef struct {
 } kern_set;
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;
+
+/* ---- FAST-mode MXFP4 with int8 activations (num/kernels_mxq8.c) --------
+ * One token's activations quantised per 32-column block and laid out for
+ * the kernel: q (K bytes), corr (K/8 int32), scale (K/8 float).  K must be
+ * a multiple of 128. */
+typedef struct {
+    const int8_t *q;
+    const int32_t *corr;
+    const float *scale;
+} kern_q8x;
+size_t kern_q8x_bytes(int K);
+void kern_q8x_quantize(const float *x, int K, void *buf);
+void kern_q8x_quantize_ref(const float *x, int K, void *buf);   /* portable */
+void kern_q8x_view(void *buf, int K, kern_q8x *v);
+/* Portable model of one (row, token) product, same arithmetic (tests). */
+float kern_mxq8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
+/* AVX-512 VNNI: c[t][i] = row r0+i . token t, nrow rows, ntok <= 4. */
+void kern_mxq8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
+                      float *const *c, int ntok);
+/* 1 if kern_linear takes the int8 MXFP4 path for this kernel set in FAST
+ * mode (AVX-512 VNNI present; DSV4_MXFP4_Q8=0 turns it off). */
+int kern_mxq8_available(const kern_set *ks);
 /* Tests: 1 makes the AVX-512 set take its paths for CPUs without VBMI. */
 extern int kern_avx512_no_vbmi;
 const kern_set *kern_for_isa(cpu_isa_level lvl);

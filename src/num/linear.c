@@ -24,6 +24,7 @@
  */
 #include "num/linear.h"
 #include "num/ggml_quants.h"
+#include "num/cpu.h"
 #include "num/kernels.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
@@ -305,6 +306,79 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
     free(xb);
 }
 
+/* ---- MXFP4 x int8 activations (FAST mode, AVX-512 VNNI) ---------------- */
+
+typedef struct {
+    const dsv4_weight *w;
+    const float *x;
+    uint8_t *xq;             /* T quantised tokens, kern_q8x_bytes(K) each */
+    size_t xq_bytes;
+    int T, chunk, nchunks;
+    float *y;
+    atomic_int next;
+} mxq8_job;
+
+static void mxq8_quant_worker(void *arg, int tid, int nth) {
+    mxq8_job *j = arg;
+    int K = j->w->cols;
+    for (int t = tid; t < j->T; t += nth)
+        kern_q8x_quantize(j->x + (size_t)t * K, K, j->xq + (size_t)t * j->xq_bytes);
+}
+
+static void mxq8_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    mxq8_job *j = arg;
+    int K = j->w->cols, rows = j->w->rows;
+    for (;;) {
+        int c = atomic_fetch_add(&j->next, 1);
+        if (c >= j->nchunks) break;
+        int lo = c * j->chunk, hi = lo + j->chunk < rows ? lo + j->chunk : rows;
+        /* the chunk's rows (<= 256 KiB) stay in L2 across token groups */
+        for (int t0 = 0; t0 < j->T; t0 += 4) {
+            int ntok = j->T - t0 < 4 ? j->T - t0 : 4;
+            kern_q8x xv[4];
+            const kern_q8x *xp[4];
+            float *cp[4];
+            for (int t = 0; t < 4; t++) {
+                int tt = t0 + (t < ntok ? t : 0);
+                kern_q8x_view(j->xq + (size_t)tt * j->xq_bytes, K, &xv[t]);
+                xp[t] = &xv[t];
+                cp[t] = j->y + (size_t)tt * rows + lo;
+            }
+            kern_mxq8_avx512(j->w, lo, hi - lo, xp, cp, ntok);
+        }
+    }
+}
+
+static void run_mxq8(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
+    mxq8_job j = {.w = w, .x = x, .T = T, .y = y, .xq_bytes = kern_q8x_bytes(w->cols)};
+    j.xq = malloc((size_t)T * j.xq_bytes);
+    if (!j.xq) abort();
+    int nth = pool_size(pool);
+    if (pool && nth > 1 && T >= 8) pool_run(pool, mxq8_quant_worker, &j);
+    else mxq8_quant_worker(&j, 0, 1);
+    /* About 8 chunks per thread, multiples of 8 rows, at most 128 rows */
+    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
+    chunk = (chunk + 7) / 8 * 8;
+    if (chunk > 128) chunk = 128;
+    if (chunk < 16) chunk = 16;
+    j.chunk = chunk;
+    j.nchunks = (w->rows + chunk - 1) / chunk;
+    atomic_init(&j.next, 0);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || nth < 2 || j.nchunks == 1) mxq8_worker(&j, 0, 1);
+    else pool_run(pool, mxq8_worker, &j);
+    free(j.xq);
+}
+
+int kern_mxq8_available(const kern_set *ks) {
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("DSV4_MXFP4_Q8");
+        env = !(e && *e == '0');
+    }
+    return env && ks == &kern_avx512 && cpu_get_features()->avx512vnni;
+}
+
 void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
                  int bf16, dsv4_pool *pool) {
     /* Kernel sets with BF16 tiles (FAST mode rounds activations to BF16):
@@ -316,6 +390,12 @@ void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T
      * makes: mHC mixes, gate) cross BF16 rounding boundaries of the next
      * activations and grow through the network. */
     int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
+    /* FAST-mode MXFP4: int8 activations, every T (batch-invariant too) */
+    if (bf16 && w->type == W_MXFP4 && w->cols % 128 == 0 && w->scale_cols >= w->cols / 32 &&
+        kern_mxq8_available(ks)) {
+        run_mxq8(w, x, T, y, pool);
+        return;
+    }
     if (T >= kern_gemm_min_t) run_gemm(ks, w, x, T, y, use_bf16, pool);
     else if (kern_batch_invariant && ks->tile_bf16) run_small(ks, w, x, T, y, use_bf16, pool);
     else run_gemv(ks, w, x, T, y, pool);

@@ -51,6 +51,7 @@ int gen_model_open(gen_model *gm, const char *dir, int n_ctx, int n_threads,
     snprintf(gm->dir, sizeof gm->dir, "%s", dir);
     gm->model = dsv4_model_load(dir, err, errlen);
     if (!gm->model) return -1;
+    dsv4_model_prefault(gm->model);
     if (n_threads > 0) dsv4_model_set_threads(gm->model, n_threads);
     const dsv4_config *c = dsv4_model_config(gm->model);
     char path[2048];

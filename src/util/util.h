@@ -35,4 +35,11 @@ const char *path_join(char *buf, size_t buflen, const char *dir, const char *nam
 double peak_rss_mb(void);
 double current_rss_mb(void);
 
+/* Map the pages of a read-only file mapping into this process's page tables
+ * now, rather than one minor fault per 4 KiB page during the first tokens
+ * (llama.cpp does the same with MAP_POPULATE).  On a cold page cache this
+ * reads the file.  DSV4_PREFAULT=0 in the environment turns it off, for
+ * models streamed from SSD that do not fit in memory. */
+void map_prefault(const void *map, size_t len);
+
 #endif
