@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "num/cpu.h"
+#include "num/ggml_quants.h"
 #include "num/kernels.h"
 #include "num/kernels_common.h"
 #include "num/linear.h"
@@ -268,23 +269,41 @@ TEST(dispatch) {
     cpu_set_isa(cpu_best_isa());
 }
 
-/* FAST-mode MXFP4 with int8 activations (num/kernels_mxq8.c): the AVX-512
- * quantiser equals the portable one byte for byte; each product equals the
- * portable model of the kernel's arithmetic; results do not depend on how
- * many tokens a call carries; and the error against exact FP32 stays within
- * what rounding x to int8 per 32-column block allows. */
-TEST(mxfp4_int8) {
-    const kern_set *ks = kern_for_isa(ISA_AVX512);
-    if (cpu_best_isa() < ISA_AVX512 || !kern_mxq8_available(ks)) {
-        fprintf(stderr, "skip: no AVX-512 VNNI\n");
-        return;
+/* A GGUF block-format weight (Q8_0, MXFP4) quantised from random rows. */
+static test_weight make_gguf_weight(wtype t, int rows, int cols) {
+    test_weight tw = {0};
+    size_t rs = ggml_row_size(t, cols);
+    uint8_t *p = malloc(rs * rows);
+    float *row = malloc((size_t)cols * 4);
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < cols; k++) row[k] = rndf() * (k % 97 == 0 ? 8.0f : 1.0f);
+        ggml_quantize_row(t, row, p + rs * r, cols);
     }
+    free(row);
+    tw.w.type = t; tw.w.rows = rows; tw.w.cols = cols; tw.w.name = "test";
+    tw.w.data = tw.data = p;
+    return tw;
+}
+
+static void deq_row_any(const dsv4_weight *w, int r, float *out) {
+    if (w->type == W_MXFP4) kc_deq_row_f32(w, r, 0, w->cols, out);
+    else ggml_dequant_row(w->type, (const uint8_t *)w->data + ggml_row_size(w->type, w->cols) * r, out, w->cols);
+}
+
+/* FAST-mode products with int8 activations (num/kernels_i8.c), for the
+ * release's MXFP4 and GGUF's MXFP4 and Q8_0: the AVX-512 quantiser equals
+ * the portable one byte for byte; each product equals the portable model
+ * of the kernel's arithmetic; results do not depend on how many tokens a
+ * call carries; and the error against exact FP32 stays within what
+ * rounding x to int8 per 32-column block allows. */
+static void check_int8_type(const kern_set *ks, wtype type) {
     const int shapes_q[][2] = {{70, 128}, {33, 256}, {64, 4096}};
     for (size_t si = 0; si < sizeof shapes_q / sizeof shapes_q[0]; si++) {
         int R = shapes_q[si][0], K = shapes_q[si][1], T = 7;
-        test_weight m = make_weight(W_MXFP4, R, K);
+        test_weight m = type == W_MXFP4 ? make_weight(W_MXFP4, R, K) : make_gguf_weight(type, R, K);
+        const char *tn = type == W_MXFP4 ? "mxfp4" : type == W_Q8_0 ? "gguf q8_0" : "gguf mxfp4";
         float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * R * 4), *y1 = malloc((size_t)R * 4);
-        float *ref = malloc((size_t)T * R * 4);
+        float *ref = malloc((size_t)T * R * 4), *wrow = malloc((size_t)K * 4);
         for (int i = 0; i < T * K; i++) x[i] = rndf();
         for (int i = 0; i < 32; i++) x[K + i] = 0.0f;          /* a zero block */
         x[2 * K + 5] = 300.0f;                                   /* an outlier */
@@ -293,28 +312,34 @@ TEST(mxfp4_int8) {
         uint8_t *qa = malloc(qb), *qr = malloc(qb);
         int same = 1;
         for (int t = 0; t < T; t++) {
-            memset(qa, 0xAA, qb); memset(qr, 0x55, qb);
-            kern_q8x_quantize(x + (size_t)t * K, K, qa);
-            kern_q8x_quantize_ref(x + (size_t)t * K, K, qr);
+            memset(qa, 0, qb); memset(qr, 0, qb);   /* MXFP4 leaves half the lane arrays unused */
+            kern_q8x_quantize(type, x + (size_t)t * K, K, qa);
+            kern_q8x_quantize_ref(type, x + (size_t)t * K, K, qr);
             same &= !memcmp(qa, qr, qb);
         }
-        CHECK(same, "quantiser AVX-512 == portable (%dx%d)", R, K);
-        kern_linear(ks, &m.w, x, T, y, 1, pool2);
+        CHECK(same, "%s: quantiser AVX-512 == portable (%dx%d)", tn, R, K);
+        if (type == W_MXFP4) kern_linear(ks, &m.w, x, T, y, 1, pool2);   /* the dispatch */
+        else kern_i8_linear(&m.w, x, T, y, pool2);
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < R; r++) {
+                deq_row_any(&m.w, r, wrow);
+                double s = 0;
+                for (int k = 0; k < K; k++) s += (double)wrow[k] * x[(size_t)t * K + k];
+                ref[(size_t)t * R + r] = (float)s;
+            }
         int model_ok = 1, inv_ok = 1, bound_ok = 1;
-        linear_ref(&m.w, x, T, ref, DSV4_MODE_FP32, 0, NULL);
         for (int t = 0; t < T; t++) {
-            kern_q8x_quantize_ref(x + (size_t)t * K, K, qr);
+            kern_q8x_quantize_ref(type, x + (size_t)t * K, K, qr);
             kern_q8x xv;
             kern_q8x_view(qr, K, &xv);
-            kern_linear(ks, &m.w, x + (size_t)t * K, 1, y1, 1, pool2);
+            kern_i8_linear(&m.w, x + (size_t)t * K, 1, y1, pool2);
             for (int r = 0; r < R; r++) {
-                float e = kern_mxq8_dot_ref(&m.w, r, &xv), g = y[(size_t)t * R + r];
+                float e = kern_i8_dot_ref(&m.w, r, &xv), g = y[(size_t)t * R + r];
                 if (fabsf(g - e) > 1e-6f * (fabsf(e) + 1e-3f)) model_ok = 0;
                 if (memcmp(&g, &y1[r], 4)) inv_ok = 0;
                 /* |error| <= sum_k |w_k| * (block max of x) / 254, plus FP32 */
                 double bound = 0, mag = 0;
-                float wrow[4096];
-                kc_deq_row_f32(&m.w, r, 0, K, wrow);
+                deq_row_any(&m.w, r, wrow);
                 for (int k = 0; k < K; k++) {
                     const float *xb = x + (size_t)t * K + k / 32 * 32;
                     float amax = 0;
@@ -325,12 +350,31 @@ TEST(mxfp4_int8) {
                 if (fabs(g - ref[(size_t)t * R + r]) > bound * 1.001 + 1e-5 * mag) bound_ok = 0;
             }
         }
-        CHECK(model_ok, "kernel == portable model of its arithmetic (%dx%d)", R, K);
-        CHECK(inv_ok, "one token at a time == seven at once, bit for bit (%dx%d)", R, K);
-        CHECK(bound_ok, "error within the int8 rounding bound (%dx%d)", R, K);
-        free(x); free(y); free(y1); free(ref); free(qa); free(qr);
+        CHECK(model_ok, "%s: kernel == portable model of its arithmetic (%dx%d)", tn, R, K);
+        CHECK(inv_ok, "%s: one token at a time == seven at once, bit for bit (%dx%d)", tn, R, K);
+        CHECK(bound_ok, "%s: error within the int8 rounding bound (%dx%d)", tn, R, K);
+        free(x); free(y); free(y1); free(ref); free(wrow); free(qa); free(qr);
         free_weight(&m);
     }
+}
+
+TEST(int8_activations) {
+    const kern_set *ks = kern_for_isa(ISA_AVX512);
+    if (cpu_best_isa() < ISA_AVX512 || !kern_i8_available(ks)) {
+        fprintf(stderr, "skip: no AVX-512 VNNI\n");
+        return;
+    }
+    check_int8_type(ks, W_MXFP4);
+    check_int8_type(ks, W_GG_MXFP4);
+    check_int8_type(ks, W_Q8_0);
+    /* FAST linear() routes GGUF Q8_0 / MXFP4 here too */
+    test_weight g = make_gguf_weight(W_Q8_0, 20, 256);
+    float x[3 * 256], a[3 * 20], b[3 * 20];
+    for (int i = 0; i < 3 * 256; i++) x[i] = rndf();
+    linear(&g.w, x, 3, a, DSV4_MODE_FAST, 0, pool2);
+    kern_i8_linear(&g.w, x, 3, b, pool2);
+    CHECK(!memcmp(a, b, sizeof a), "FAST linear() on Q8_0 takes the int8 kernels");
+    free_weight(&g);
 }
 
 int main(void) {
@@ -342,7 +386,7 @@ int main(void) {
     RUN(kernels_avx2);
     RUN(kernels_avx512);
     RUN(dispatch);
-    RUN(mxfp4_int8);
+    RUN(int8_activations);
     pool_free(pool2);
     return check_summary();
 }

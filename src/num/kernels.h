@@ -68,27 +68,31 @@ typedef struct {
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;
 
-/* ---- FAST-mode MXFP4 with int8 activations (num/kernels_mxq8.c) --------
- * One token's activations quantised per 32-column block and laid out for
- * the kernel: q (K bytes), corr (K/8 int32), scale (K/8 float).  K must be
- * a multiple of 128. */
+/* ---- FAST mode, int8 activations (num/kernels_i8.c) ---------------------
+ * For weights that are small integers times a block scale: the release's
+ * MXFP4, GGUF MXFP4 and Q8_0.  One token's activations are quantised per
+ * 32-column block and laid out for the weight format t: q (K bytes), then
+ * per-lane corrections and scales (K/4 entries each).  K % 128 == 0. */
 typedef struct {
     const int8_t *q;
     const int32_t *corr;
     const float *scale;
 } kern_q8x;
+int kern_i8_supports(const dsv4_weight *w);
 size_t kern_q8x_bytes(int K);
-void kern_q8x_quantize(const float *x, int K, void *buf);
-void kern_q8x_quantize_ref(const float *x, int K, void *buf);   /* portable */
+void kern_q8x_quantize(wtype t, const float *x, int K, void *buf);
+void kern_q8x_quantize_ref(wtype t, const float *x, int K, void *buf);   /* portable */
 void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
-float kern_mxq8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
+float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
 /* AVX-512 VNNI: c[t][i] = row r0+i . token t, nrow rows, ntok <= 4. */
-void kern_mxq8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                      float *const *c, int ntok);
-/* 1 if kern_linear takes the int8 MXFP4 path for this kernel set in FAST
- * mode (AVX-512 VNNI present; DSV4_MXFP4_Q8=0 turns it off). */
-int kern_mxq8_available(const kern_set *ks);
+void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
+                    float *const *c, int ntok);
+/* 1 if FAST-mode products take the int8 path on this kernel set (AVX-512
+ * VNNI present; DSV4_INT8_ACT=0 turns it off). */
+int kern_i8_available(const kern_set *ks);
+/* y = W x through the int8 path (any T; batch-invariant). */
+void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool);
 /* Tests: 1 makes the AVX-512 set take its paths for CPUs without VBMI. */
 extern int kern_avx512_no_vbmi;
 const kern_set *kern_for_isa(cpu_isa_level lvl);

@@ -306,7 +306,7 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
     free(xb);
 }
 
-/* ---- MXFP4 x int8 activations (FAST mode, AVX-512 VNNI) ---------------- */
+/* ---- int8 activations (FAST mode, AVX-512 VNNI: num/kernels_i8.c) ------- */
 
 typedef struct {
     const dsv4_weight *w;
@@ -316,18 +316,18 @@ typedef struct {
     int T, chunk, nchunks;
     float *y;
     atomic_int next;
-} mxq8_job;
+} i8_job;
 
-static void mxq8_quant_worker(void *arg, int tid, int nth) {
-    mxq8_job *j = arg;
+static void i8_quant_worker(void *arg, int tid, int nth) {
+    i8_job *j = arg;
     int K = j->w->cols;
     for (int t = tid; t < j->T; t += nth)
-        kern_q8x_quantize(j->x + (size_t)t * K, K, j->xq + (size_t)t * j->xq_bytes);
+        kern_q8x_quantize(j->w->type, j->x + (size_t)t * K, K, j->xq + (size_t)t * j->xq_bytes);
 }
 
-static void mxq8_worker(void *arg, int tid, int nth) {
+static void i8_worker(void *arg, int tid, int nth) {
     (void)tid; (void)nth;
-    mxq8_job *j = arg;
+    i8_job *j = arg;
     int K = j->w->cols, rows = j->w->rows;
     for (;;) {
         int c = atomic_fetch_add(&j->next, 1);
@@ -345,18 +345,18 @@ static void mxq8_worker(void *arg, int tid, int nth) {
                 xp[t] = &xv[t];
                 cp[t] = j->y + (size_t)tt * rows + lo;
             }
-            kern_mxq8_avx512(j->w, lo, hi - lo, xp, cp, ntok);
+            kern_i8_avx512(j->w, lo, hi - lo, xp, cp, ntok);
         }
     }
 }
 
-static void run_mxq8(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
-    mxq8_job j = {.w = w, .x = x, .T = T, .y = y, .xq_bytes = kern_q8x_bytes(w->cols)};
+void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
+    i8_job j = {.w = w, .x = x, .T = T, .y = y, .xq_bytes = kern_q8x_bytes(w->cols)};
     j.xq = malloc((size_t)T * j.xq_bytes);
     if (!j.xq) abort();
     int nth = pool_size(pool);
-    if (pool && nth > 1 && T >= 8) pool_run(pool, mxq8_quant_worker, &j);
-    else mxq8_quant_worker(&j, 0, 1);
+    if (pool && nth > 1 && T >= 8) pool_run(pool, i8_quant_worker, &j);
+    else i8_quant_worker(&j, 0, 1);
     /* About 8 chunks per thread, multiples of 8 rows, at most 128 rows */
     int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
     chunk = (chunk + 7) / 8 * 8;
@@ -365,15 +365,15 @@ static void run_mxq8(const dsv4_weight *w, const float *x, int T, float *y, dsv4
     j.chunk = chunk;
     j.nchunks = (w->rows + chunk - 1) / chunk;
     atomic_init(&j.next, 0);
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool || nth < 2 || j.nchunks == 1) mxq8_worker(&j, 0, 1);
-    else pool_run(pool, mxq8_worker, &j);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || nth < 2 || j.nchunks == 1) i8_worker(&j, 0, 1);
+    else pool_run(pool, i8_worker, &j);
     free(j.xq);
 }
 
-int kern_mxq8_available(const kern_set *ks) {
+int kern_i8_available(const kern_set *ks) {
     static int env = -1;
     if (env < 0) {
-        const char *e = getenv("DSV4_MXFP4_Q8");
+        const char *e = getenv("DSV4_INT8_ACT");
         env = !(e && *e == '0');
     }
     return env && ks == &kern_avx512 && cpu_get_features()->avx512vnni;
@@ -391,9 +391,8 @@ void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T
      * activations and grow through the network. */
     int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
     /* FAST-mode MXFP4: int8 activations, every T (batch-invariant too) */
-    if (bf16 && w->type == W_MXFP4 && w->cols % 128 == 0 && w->scale_cols >= w->cols / 32 &&
-        kern_mxq8_available(ks)) {
-        run_mxq8(w, x, T, y, pool);
+    if (bf16 && w->type == W_MXFP4 && kern_i8_supports(w) && kern_i8_available(ks)) {
+        kern_i8_linear(w, x, T, y, pool);
         return;
     }
     if (T >= kern_gemm_min_t) run_gemm(ks, w, x, T, y, use_bf16, pool);
@@ -418,6 +417,11 @@ void linear(const dsv4_weight *w, const float *x, int T, float *y,
     read_env_once();
     /* GGUF block formats have their own kernels (num/ggml_quants.c); FAST
      * mode lets them quantise activations to int8 as llama.cpp does */
+    if (mode == DSV4_MODE_FAST && T > 0 && (w->type == W_Q8_0 || w->type == W_GG_MXFP4) &&
+        kern_i8_supports(w) && kern_i8_available(kern_for_isa(cpu_isa()))) {
+        kern_i8_linear(w, x, T, y, pool);
+        return;
+    }
     if (mode != DSV4_MODE_EXACT && T > 0 && ggml_linear_supports(w)) {
         ggml_linear(w, x, T, y, mode == DSV4_MODE_FAST, pool);
         return;
