@@ -245,14 +245,11 @@ static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float 
 
 static float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-/* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
-static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *w2, const dsv4_weight *w3,
-                       const float *x, int n, const float *weights, float *out, float *g, float *u) {
+/* h = bf16(silu(clamp(g)) * clamp(u) * weight) over n rows of I, into g. */
+static void swiglu_rows(const dsv4_model *m, float *g, const float *u, int n, const float *weights) {
     const dsv4_config *c = &m->cfg;
     int I = c->moe_inter_dim, ex = exact_mode(m);
     float lim = c->swiglu_limit;
-    linear(w1, x, n, g, m->mode, 0, m->pool);
-    linear(w3, x, n, u, m->mode, 0, m->pool);
     for (int t = 0; t < n; t++)
         for (int i = 0; i < I; i++) {
             float gv = g[(size_t)t * I + i], uv = u[(size_t)t * I + i];
@@ -264,6 +261,14 @@ static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *
             if (weights) h = weights[t] * h;
             g[(size_t)t * I + i] = rnd(ex, h);
         }
+}
+
+/* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
+static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *w2, const dsv4_weight *w3,
+                       const float *x, int n, const float *weights, float *out, float *g, float *u) {
+    linear(w1, x, n, g, m->mode, 0, m->pool);
+    linear(w3, x, n, u, m->mode, 0, m->pool);
+    swiglu_rows(m, g, u, n, weights);
     linear(w2, g, n, out, m->mode, 0, m->pool);
 }
 
@@ -291,14 +296,19 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
         for (int k = 0; k < K; k++) wts[(size_t)t * K + k] = a[it[k]] / sum * c->route_scale;
     }
     free(sel);
-    /* routed experts, in ascending expert order as the reference sums them */
+    /* routed experts: each expert's rows gathered (in token order), all the
+     * experts' products of a stage in one job (linear_multi), then summed in
+     * ascending expert order as the reference sums them */
     memset(y, 0, (size_t)T * D * sizeof(float));
-    float *xg = xmalloc((size_t)T * D * sizeof(float)), *og = xmalloc((size_t)T * D * sizeof(float));
-    float *g = xmalloc((size_t)T * I * sizeof(float)), *u = xmalloc((size_t)T * I * sizeof(float));
-    float *wg = xmalloc((size_t)T * sizeof(float));
-    int *who = xmalloc((size_t)T * sizeof(int));
+    int P = T * K;   /* (token, expert) pairs */
+    float *xg = xmalloc((size_t)P * D * sizeof(float)), *og = xmalloc((size_t)P * D * sizeof(float));
+    float *g = xmalloc((size_t)P * I * sizeof(float)), *u = xmalloc((size_t)P * I * sizeof(float));
+    float *wg = xmalloc((size_t)P * sizeof(float));
+    int *who = xmalloc((size_t)P * sizeof(int)), *start = xmalloc((size_t)(E + 1) * sizeof(int));
+    linear_item *items = xmalloc((size_t)2 * E * sizeof(linear_item));
+    int n = 0;
     for (int e = 0; e < E; e++) {
-        int n = 0;
+        start[e] = n;
         for (int t = 0; t < T; t++)
             for (int k = 0; k < K; k++)
                 if (idx[(size_t)t * K + k] == e) {
@@ -306,17 +316,33 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
                     wg[n] = wts[(size_t)t * K + k];
                     who[n++] = t;
                 }
-        if (!n) continue;
-        expert_run(m, &l->w1[e], &l->w2[e], &l->w3[e], xg, n, wg, og, g, u);
-        for (int i = 0; i < n; i++)
-            for (int d = 0; d < D; d++) y[(size_t)who[i] * D + d] += og[(size_t)i * D + d];
     }
+    start[E] = n;
+    int ni = 0;
+    for (int e = 0; e < E; e++) {
+        int r0 = start[e], cnt = start[e + 1] - r0;
+        if (!cnt) continue;
+        items[ni++] = (linear_item){&l->w1[e], xg + (size_t)r0 * D, cnt, g + (size_t)r0 * I};
+        items[ni++] = (linear_item){&l->w3[e], xg + (size_t)r0 * D, cnt, u + (size_t)r0 * I};
+    }
+    linear_multi(items, ni, m->mode, m->pool);
+    ni = 0;
+    for (int e = 0; e < E; e++) {
+        int r0 = start[e], cnt = start[e + 1] - r0;
+        if (!cnt) continue;
+        swiglu_rows(m, g + (size_t)r0 * I, u + (size_t)r0 * I, cnt, wg + r0);
+        items[ni++] = (linear_item){&l->w2[e], g + (size_t)r0 * I, cnt, og + (size_t)r0 * D};
+    }
+    linear_multi(items, ni, m->mode, m->pool);
+    for (int e = 0; e < E; e++)
+        for (int i = start[e]; i < start[e + 1]; i++)
+            for (int d = 0; d < D; d++) y[(size_t)who[i] * D + d] += og[(size_t)i * D + d];
     if (l->has_shared) {
         expert_run(m, &l->sw1, &l->sw2, &l->sw3, x, T, NULL, og, g, u);
         for (size_t i = 0; i < (size_t)T * D; i++) y[i] += og[i];
     }
     rnd_vec(ex, y, (size_t)T * D);
-    free(xg); free(og); free(g); free(u); free(wg); free(who);
+    free(xg); free(og); free(g); free(u); free(wg); free(who); free(start); free(items);
     free(logit); free(idx); free(wts);
 }
 

@@ -2,9 +2,12 @@
  * kernels_probe.c - machine probes for `dsv4 bench` and bench/:
  *
  *   kern_probe_bandwidth  STREAM-like read bandwidth: every pool thread sums
- *                         its share of a buffer far larger than the caches;
- *                         the best of several passes is reported.  This is
- *                         the roofline that decode speed is compared with.
+ *                         its share of a buffer far larger than the caches,
+ *                         with software prefetch 16 KiB ahead (as the
+ *                         kernels do: without it the probe read 20% less
+ *                         than the BF16 head product achieved); the best of
+ *                         several passes is reported.  This is the roofline
+ *                         that decode speed is compared with.
  *   kern_probe_gemm_peak  the best tile kernel (BF16 dot if the CPU has it,
  *                         else FP32) on an in-cache problem: the ceiling
  *                         for prefill FLOP/s.
@@ -31,6 +34,9 @@ static uint64_t sum_avx512(const uint64_t *p, size_t n) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        const char *pf = (const char *)(p + i) + 16384;
+        _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0); _mm_prefetch(pf + 192, _MM_HINT_T0);
         a0 = _mm512_add_epi64(a0, _mm512_loadu_si512((const void *)(p + i)));
         a1 = _mm512_add_epi64(a1, _mm512_loadu_si512((const void *)(p + i + 8)));
         a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 16)));
@@ -48,6 +54,8 @@ static uint64_t sum_avx2(const uint64_t *p, size_t n) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
+        const char *pf = (const char *)(p + i) + 16384;
+        _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);
         a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(p + i)));
         a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
         a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(p + i + 8)));

@@ -308,66 +308,112 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
 
 /* ---- int8 activations (FAST mode, AVX-512 VNNI: num/kernels_i8.c) ------- */
 
+/* Several independent products in one pool job (the routed experts of a
+ * layer): threads take row chunks of any product from one counter, so
+ * there is one wake-up and one barrier instead of one per product, and the
+ * memory streams of consecutive products overlap. */
 typedef struct {
-    const dsv4_weight *w;
-    const float *x;
-    uint8_t *xq;             /* T quantised tokens, kern_q8x_bytes(K) each */
-    size_t xq_bytes;
-    int T, chunk, nchunks;
-    float *y;
+    const linear_item *it;
+    int n;
+    uint8_t **xq;            /* per product: T quantised tokens */
+    size_t *xq_bytes;
+    int *chunk, *first;      /* per product: rows per chunk, first global chunk */
+    int nchunks;
+    int *qfirst, nq;         /* quantisation tasks: (product, token) */
     atomic_int next;
 } i8_job;
 
+static int find_item(const int *first, int n, int g) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {   /* last product whose first chunk <= g */
+        int mid = (lo + hi + 1) / 2;
+        if (first[mid] <= g) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
 static void i8_quant_worker(void *arg, int tid, int nth) {
     i8_job *j = arg;
-    int K = j->w->cols;
-    for (int t = tid; t < j->T; t += nth)
-        kern_q8x_quantize(j->w->type, j->x + (size_t)t * K, K, j->xq + (size_t)t * j->xq_bytes);
+    for (int g = tid; g < j->nq; g += nth) {
+        int i = find_item(j->qfirst, j->n, g), t = g - j->qfirst[i];
+        const linear_item *it = &j->it[i];
+        int K = it->w->cols;
+        kern_q8x_quantize(it->w->type, it->x + (size_t)t * K, K, j->xq[i] + (size_t)t * j->xq_bytes[i]);
+    }
+}
+
+static void i8_chunk(i8_job *j, int i, int c) {
+    const linear_item *it = &j->it[i];
+    int K = it->w->cols, rows = it->w->rows;
+    int lo = c * j->chunk[i], hi = lo + j->chunk[i] < rows ? lo + j->chunk[i] : rows;
+    /* the chunk's rows (<= 256 KiB) stay in L2 across token groups */
+    for (int t0 = 0; t0 < it->T; t0 += 4) {
+        int ntok = it->T - t0 < 4 ? it->T - t0 : 4;
+        kern_q8x xv[4];
+        const kern_q8x *xp[4];
+        float *cp[4];
+        for (int t = 0; t < 4; t++) {
+            int tt = t0 + (t < ntok ? t : 0);
+            kern_q8x_view(j->xq[i] + (size_t)tt * j->xq_bytes[i], K, &xv[t]);
+            xp[t] = &xv[t];
+            cp[t] = it->y + (size_t)tt * rows + lo;
+        }
+        kern_i8_avx512(it->w, lo, hi - lo, xp, cp, ntok);
+    }
 }
 
 static void i8_worker(void *arg, int tid, int nth) {
     (void)tid; (void)nth;
     i8_job *j = arg;
-    int K = j->w->cols, rows = j->w->rows;
     for (;;) {
-        int c = atomic_fetch_add(&j->next, 1);
-        if (c >= j->nchunks) break;
-        int lo = c * j->chunk, hi = lo + j->chunk < rows ? lo + j->chunk : rows;
-        /* the chunk's rows (<= 256 KiB) stay in L2 across token groups */
-        for (int t0 = 0; t0 < j->T; t0 += 4) {
-            int ntok = j->T - t0 < 4 ? j->T - t0 : 4;
-            kern_q8x xv[4];
-            const kern_q8x *xp[4];
-            float *cp[4];
-            for (int t = 0; t < 4; t++) {
-                int tt = t0 + (t < ntok ? t : 0);
-                kern_q8x_view(j->xq + (size_t)tt * j->xq_bytes, K, &xv[t]);
-                xp[t] = &xv[t];
-                cp[t] = j->y + (size_t)tt * rows + lo;
-            }
-            kern_i8_avx512(j->w, lo, hi - lo, xp, cp, ntok);
-        }
+        int g = atomic_fetch_add(&j->next, 1);
+        if (g >= j->nchunks) break;
+        int i = find_item(j->first, j->n, g);
+        i8_chunk(j, i, g - j->first[i]);
     }
 }
 
-void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
-    i8_job j = {.w = w, .x = x, .T = T, .y = y, .xq_bytes = kern_q8x_bytes(w->cols)};
-    j.xq = malloc((size_t)T * j.xq_bytes);
-    if (!j.xq) abort();
+static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     int nth = pool_size(pool);
-    if (pool && nth > 1 && T >= 8) pool_run(pool, i8_quant_worker, &j);
+    i8_job j = {.it = it, .n = n};
+    j.xq = malloc((size_t)n * sizeof *j.xq);
+    j.xq_bytes = malloc((size_t)n * sizeof *j.xq_bytes);
+    j.chunk = malloc((size_t)n * sizeof(int));
+    j.first = malloc((size_t)n * sizeof(int));
+    j.qfirst = malloc((size_t)n * sizeof(int));
+    if (!j.xq || !j.xq_bytes || !j.chunk || !j.first || !j.qfirst) abort();
+    size_t work = 0;
+    for (int i = 0; i < n; i++) {
+        const dsv4_weight *w = it[i].w;
+        j.xq_bytes[i] = kern_q8x_bytes(w->cols);
+        j.xq[i] = malloc((size_t)it[i].T * j.xq_bytes[i]);
+        if (!j.xq[i]) abort();
+        j.qfirst[i] = j.nq;
+        j.nq += it[i].T;
+        /* about 8 chunks per thread and product, multiples of 8 rows,
+         * 16..128 rows */
+        int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
+        chunk = (chunk + 7) / 8 * 8;
+        if (chunk > 128) chunk = 128;
+        if (chunk < 16) chunk = 16;
+        j.chunk[i] = chunk;
+        j.first[i] = j.nchunks;
+        j.nchunks += (w->rows + chunk - 1) / chunk;
+        work += (size_t)w->rows * w->cols * it[i].T;
+    }
+    int par = pool && nth > 1 && work >= 65536;
+    if (par && j.nq >= 8) pool_run(pool, i8_quant_worker, &j);
     else i8_quant_worker(&j, 0, 1);
-    /* About 8 chunks per thread, multiples of 8 rows, at most 128 rows */
-    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
-    chunk = (chunk + 7) / 8 * 8;
-    if (chunk > 128) chunk = 128;
-    if (chunk < 16) chunk = 16;
-    j.chunk = chunk;
-    j.nchunks = (w->rows + chunk - 1) / chunk;
     atomic_init(&j.next, 0);
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool || nth < 2 || j.nchunks == 1) i8_worker(&j, 0, 1);
-    else pool_run(pool, i8_worker, &j);
-    free(j.xq);
+    if (par && j.nchunks > 1) pool_run(pool, i8_worker, &j);
+    else i8_worker(&j, 0, 1);
+    for (int i = 0; i < n; i++) free(j.xq[i]);
+    free(j.xq); free(j.xq_bytes); free(j.chunk); free(j.first); free(j.qfirst);
+}
+
+void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
+    linear_item it = {w, x, T, y};
+    run_i8(&it, 1, pool);
 }
 
 int kern_i8_available(const kern_set *ks) {
@@ -431,4 +477,14 @@ void linear(const dsv4_weight *w, const float *x, int T, float *y,
         return;
     }
     kern_linear(kern_for_isa(cpu_isa()), w, x, T, y, mode == DSV4_MODE_FAST, pool);
+}
+
+void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
+    read_env_once();
+    int all_i8 = mode == DSV4_MODE_FAST && kern_i8_available(kern_for_isa(cpu_isa()));
+    for (int i = 0; i < n && all_i8; i++)
+        all_i8 = items[i].T > 0 && kern_i8_supports(items[i].w) &&
+                 (items[i].w->type != W_MXFP4 || kern_supports(items[i].w));
+    if (all_i8 && n > 0) { run_i8(items, n, pool); return; }
+    for (int i = 0; i < n; i++) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, 0, pool);
 }

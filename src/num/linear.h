@@ -57,6 +57,17 @@ enum {
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool);
 
+/* Several independent products y_i = W_i x_i (flags 0), each with the
+ * numerics linear() gives it; where the kernels allow (FAST mode, int8
+ * activations) they run as one parallel job. */
+typedef struct {
+    const dsv4_weight *w;
+    const float *x;
+    int T;
+    float *y;
+} linear_item;
+void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool);
+
 /* The straightforward reference implementations (num/linear_ref.c): the
  * FP32 and EXACT definitions above, written for clarity.  Fast kernels are
  * tested against them. */
