@@ -251,10 +251,12 @@ INL void i8_nt(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
         p[i] = (const uint8_t *)w->data + (size_t)r * rb;
         s[i] = TY == W_MXFP4 ? w->scale + (size_t)r * w->scale_cols : NULL;
     }
-    /* Prefetch the same chunk of the next group of rows: one far-ahead
-     * stream per row keeps a core's memory bandwidth busy (31 GB/s against
-     * 13 for prefetching 1 KiB ahead within each row, on one core). */
-    const size_t ahead = (size_t)NR * rb, ahead_s = TY == W_MXFP4 ? (size_t)NR * w->scale_cols : 0;
+    /* Prefetch the next group of rows (contiguous: NR x rb bytes) in
+     * address order, one chunk's worth per (chunk, row): one sequential DRAM
+     * stream per thread instead of NR interleaved ones (read test, 2
+     * threads: 8 interleaved streams 37 GB/s, in order 48 GB/s). */
+    const uint8_t *next = p[0] + (size_t)NR * rb;
+    const size_t ahead_s = TY == W_MXFP4 ? (size_t)NR * w->scale_cols : 0;
     const size_t cb = TY == W_MXFP4 ? 64 : TY == W_GG_MXFP4 ? 68 : 136;   /* bytes per chunk */
     const int lanes = TY == W_Q8_0 ? 32 : 16;
     __m512 acc[4][8];
@@ -263,9 +265,12 @@ INL void i8_nt(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
     for (int ch = 0; ch < nc; ch++) {
         UNROLL for (int i = 0; i < NR; i++) {
             const uint8_t *pp = p[i] + (size_t)ch * cb;
-            _mm_prefetch((const char *)(pp + ahead), _MM_HINT_T0);
-            if (TY != W_MXFP4) _mm_prefetch((const char *)(pp + ahead + 64), _MM_HINT_T0);
-            if (TY == W_Q8_0) _mm_prefetch((const char *)(pp + ahead + 128), _MM_HINT_T0);
+            {
+                const char *pf = (const char *)next + ((size_t)ch * NR + (size_t)i) * cb;
+                _mm_prefetch(pf, _MM_HINT_T0);
+                if (TY != W_MXFP4) _mm_prefetch(pf + 64, _MM_HINT_T0);
+                if (TY == W_Q8_0) _mm_prefetch(pf + 128, _MM_HINT_T0);
+            }
             __m512i u0, u1;
             __m512 ws0, ws1 = _mm512_setzero_ps();
             if (TY == W_Q8_0) {
