@@ -453,11 +453,14 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
         memcpy(rows[t].seq->ls[li].ring + (size_t)(rows[t].pos % win) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
     }
 
-    /* grouped low-rank output projection (4.7) */
+    /* grouped low-rank output projection (4.7): the G group products in one
+     * job (linear_multi) */
     int gin = H / G * hd;
-    float *xg = xmalloc((size_t)T * gin * sizeof(float));
-    float *ug = xmalloc((size_t)T * R * sizeof(float));
+    float *xg = xmalloc((size_t)G * T * gin * sizeof(float));
+    float *ug = xmalloc((size_t)G * T * R * sizeof(float));
     float *u = xmalloc((size_t)T * G * R * sizeof(float));
+    dsv4_weight *wgs = xmalloc((size_t)G * sizeof(dsv4_weight));
+    linear_item *items = xmalloc((size_t)G * sizeof(linear_item));
     for (int g = 0; g < G; g++) {
         dsv4_weight wg = l->wo_a;
         wg.rows = R;
@@ -468,10 +471,16 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
         case W_F32: wg.data = (const float *)wg.data + roff * wg.cols; break;
         default: wg.data = (const uint8_t *)wg.data + roff * weight_bytes(&l->wo_a) / l->wo_a.rows; break;
         }
-        for (int t = 0; t < T; t++) memcpy(xg + (size_t)t * gin, o + (size_t)t * H * hd + (size_t)g * gin, (size_t)gin * sizeof(float));
-        linear(&wg, xg, T, ug, m->mode, LIN_DEQUANT | LIN_OUT_BF16, m->pool);
-        for (int t = 0; t < T; t++) memcpy(u + (size_t)t * G * R + (size_t)g * R, ug + (size_t)t * R, (size_t)R * sizeof(float));
+        wgs[g] = wg;
+        float *xgg = xg + (size_t)g * T * gin;
+        for (int t = 0; t < T; t++) memcpy(xgg + (size_t)t * gin, o + (size_t)t * H * hd + (size_t)g * gin, (size_t)gin * sizeof(float));
+        items[g] = (linear_item){&wgs[g], xgg, T, ug + (size_t)g * T * R, LIN_DEQUANT | LIN_OUT_BF16};
     }
+    linear_multi(items, G, m->mode, m->pool);
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < T; t++)
+            memcpy(u + (size_t)t * G * R + (size_t)g * R, ug + ((size_t)g * T + t) * R, (size_t)R * sizeof(float));
+    free(wgs); free(items);
     linear(&l->wo_b, u, T, out, m->mode, 0, m->pool);
     free(xg); free(ug); free(u); free(o); free(keys); free(nkeys); free(sel); free(nsel);
     free(kv); free(q); free(qr); free(cs);

@@ -266,8 +266,8 @@ static void swiglu_rows(const dsv4_model *m, float *g, const float *u, int n, co
 /* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
 static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *w2, const dsv4_weight *w3,
                        const float *x, int n, const float *weights, float *out, float *g, float *u) {
-    linear(w1, x, n, g, m->mode, 0, m->pool);
-    linear(w3, x, n, u, m->mode, 0, m->pool);
+    linear_item gu[2] = {{w1, x, n, g, 0}, {w3, x, n, u, 0}};
+    linear_multi(gu, 2, m->mode, m->pool);
     swiglu_rows(m, g, u, n, weights);
     linear(w2, g, n, out, m->mode, 0, m->pool);
 }
@@ -322,8 +322,8 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
     for (int e = 0; e < E; e++) {
         int r0 = start[e], cnt = start[e + 1] - r0;
         if (!cnt) continue;
-        items[ni++] = (linear_item){&l->w1[e], xg + (size_t)r0 * D, cnt, g + (size_t)r0 * I};
-        items[ni++] = (linear_item){&l->w3[e], xg + (size_t)r0 * D, cnt, u + (size_t)r0 * I};
+        items[ni++] = (linear_item){&l->w1[e], xg + (size_t)r0 * D, cnt, g + (size_t)r0 * I, 0};
+        items[ni++] = (linear_item){&l->w3[e], xg + (size_t)r0 * D, cnt, u + (size_t)r0 * I, 0};
     }
     linear_multi(items, ni, m->mode, m->pool);
     ni = 0;
@@ -331,7 +331,7 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
         int r0 = start[e], cnt = start[e + 1] - r0;
         if (!cnt) continue;
         swiglu_rows(m, g + (size_t)r0 * I, u + (size_t)r0 * I, cnt, wg + r0);
-        items[ni++] = (linear_item){&l->w2[e], g + (size_t)r0 * I, cnt, og + (size_t)r0 * D};
+        items[ni++] = (linear_item){&l->w2[e], g + (size_t)r0 * I, cnt, og + (size_t)r0 * D, 0};
     }
     linear_multi(items, ni, m->mode, m->pool);
     for (int e = 0; e < E; e++)

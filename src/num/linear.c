@@ -280,30 +280,83 @@ static void small_worker(void *arg, int tid, int nth) {
     free(buf);
 }
 
-static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
-                      int bf16, dsv4_pool *pool) {
-    small_job j = {.ks = ks, .w = w, .x = x, .T = T, .y = y, .bf16 = bf16};
-    uint16_t *xb = NULL;
+/* Set up (not run) the few-token job of one product. */
+static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, const float *x, int T,
+                        float *y, int bf16, int nth) {
+    *j = (small_job){.ks = ks, .w = w, .x = x, .T = T, .y = y, .bf16 = bf16};
     if (bf16) {
         size_t n = (size_t)T * w->cols;
-        xb = malloc(n * sizeof(uint16_t));
+        uint16_t *xb = malloc(n * sizeof(uint16_t));
         if (!xb) abort();
         for (size_t i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
-        j.xb = xb;
+        j->xb = xb;
     }
-    j.kc = bf16 ? KC_BF16 : KC_F32;
-    int nth = pool_size(pool);
+    j->kc = bf16 ? KC_BF16 : KC_F32;
     int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
     int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
     if (chunk < min_rows) chunk = min_rows;
     int rq = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
     chunk = (chunk + rq - 1) / rq * rq;
-    j.chunk = chunk;
-    j.nchunks = (w->rows + chunk - 1) / chunk;
-    atomic_init(&j.next, 0);
+    j->chunk = chunk;
+    j->nchunks = (w->rows + chunk - 1) / chunk;
+    atomic_init(&j->next, 0);
+}
+
+static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
+                      int bf16, dsv4_pool *pool) {
+    small_job j;
+    small_setup(&j, ks, w, x, T, y, bf16, pool_size(pool));
     if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.nchunks == 1) small_worker(&j, 0, 1);
     else pool_run(pool, small_worker, &j);
-    free(xb);
+    free((void *)j.xb);
+}
+
+/* Several few-token products in one pool job (linear_multi). */
+typedef struct {
+    small_job *jobs;
+    int n, *first, nchunks;
+    atomic_int next;
+} small_multi_job;
+
+static int find_item(const int *first, int n, int g);
+
+static void small_multi_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    small_multi_job *mj = arg;
+    void *buf = NULL;
+    if (!mj->jobs[0].ks->fused_f32) {
+        buf = malloc((size_t)mj->jobs[0].ks->rm * KC_BF16 * 4);
+        if (!buf) abort();
+    }
+    for (;;) {
+        int g = atomic_fetch_add(&mj->next, 1);
+        if (g >= mj->nchunks) break;
+        int i = find_item(mj->first, mj->n, g);
+        small_job *j = &mj->jobs[i];
+        int c = g - mj->first[i];
+        int lo = c * j->chunk, hi = lo + j->chunk < j->w->rows ? lo + j->chunk : j->w->rows;
+        small_rows(j, lo, hi, buf);
+    }
+    free(buf);
+}
+
+static void run_small_multi(const kern_set *ks, const linear_item *it, int n, int bf16, dsv4_pool *pool) {
+    small_multi_job mj = {.n = n};
+    mj.jobs = malloc((size_t)n * sizeof *mj.jobs);
+    mj.first = malloc((size_t)n * sizeof(int));
+    if (!mj.jobs || !mj.first) abort();
+    int nth = pool_size(pool);
+    for (int i = 0; i < n; i++) {
+        int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && it[i].w->type != W_F32;
+        small_setup(&mj.jobs[i], ks, it[i].w, it[i].x, it[i].T, it[i].y, use_bf16, nth);
+        mj.first[i] = mj.nchunks;
+        mj.nchunks += mj.jobs[i].nchunks;
+    }
+    atomic_init(&mj.next, 0);
+    if (pool && nth > 1 && mj.nchunks > 1) pool_run(pool, small_multi_worker, &mj);
+    else small_multi_worker(&mj, 0, 1);
+    for (int i = 0; i < n; i++) free((void *)mj.jobs[i].xb);
+    free(mj.jobs); free(mj.first);
 }
 
 /* ---- int8 activations (FAST mode, AVX-512 VNNI: num/kernels_i8.c) ------- */
@@ -412,7 +465,7 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
 }
 
 void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
-    linear_item it = {w, x, T, y};
+    linear_item it = {w, x, T, y, 0};
     run_i8(&it, 1, pool);
 }
 
@@ -481,10 +534,23 @@ void linear(const dsv4_weight *w, const float *x, int T, float *y,
 
 void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
     read_env_once();
-    int all_i8 = mode == DSV4_MODE_FAST && kern_i8_available(kern_for_isa(cpu_isa()));
+    if (n <= 0) return;
+    const kern_set *ks = kern_for_isa(cpu_isa());
+    /* every product int8 (FAST, VNNI): one int8 job */
+    int all_i8 = mode == DSV4_MODE_FAST && kern_i8_available(ks);
     for (int i = 0; i < n && all_i8; i++)
         all_i8 = items[i].T > 0 && kern_i8_supports(items[i].w) &&
                  (items[i].w->type != W_MXFP4 || kern_supports(items[i].w));
-    if (all_i8 && n > 0) { run_i8(items, n, pool); return; }
-    for (int i = 0; i < n; i++) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, 0, pool);
+    if (all_i8) { run_i8(items, n, pool); return; }
+    /* every product on the few-token fused path that linear() would take
+     * (FAST/FP32, batch-invariant tiles, no int8 format): one job */
+    int all_small = mode != DSV4_MODE_EXACT && kern_batch_invariant && ks->tile_bf16;
+    for (int i = 0; i < n && all_small; i++) {
+        const dsv4_weight *w = items[i].w;
+        all_small = items[i].T > 0 && items[i].T < kern_gemm_min_t && kern_supports(w) &&
+                    !ggml_linear_supports(w) &&
+                    !(mode == DSV4_MODE_FAST && w->type == W_MXFP4 && kern_i8_supports(w) && kern_i8_available(ks));
+    }
+    if (all_small) { run_small_multi(ks, items, n, mode == DSV4_MODE_FAST, pool); return; }
+    for (int i = 0; i < n; i++) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, items[i].flags, pool);
 }

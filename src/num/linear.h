@@ -57,14 +57,16 @@ enum {
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool);
 
-/* Several independent products y_i = W_i x_i (flags 0), each with the
- * numerics linear() gives it; where the kernels allow (FAST mode, int8
- * activations) they run as one parallel job. */
+/* Several independent products y_i = W_i x_i, each with the numerics
+ * linear() gives it; where the kernels allow (int8 products in FAST mode,
+ * few-token products on the fused path) they run as one parallel job:
+ * one wake-up and barrier, overlapping memory streams. */
 typedef struct {
     const dsv4_weight *w;
     const float *x;
     int T;
     float *y;
+    int flags;         /* LIN_*: EXACT mode only */
 } linear_item;
 void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool);
 
