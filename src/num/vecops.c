@@ -50,6 +50,45 @@ __attribute__((target("avx512f"))) static void scale_avx512(float *y, float a, i
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(va, _mm512_loadu_ps(y + i)));
     for (; i < n; i++) y[i] *= a;
 }
+/* dot_avx512 for four a's at once: per a the same two accumulators, the
+ * same steps and reduction. */
+__attribute__((target("avx512f"))) static void dot4_avx512(const float *const a[4], const float *b, int n, float out[4]) {
+    __m512 s0[4], s1[4];
+    _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) s0[h] = s1[h] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 b0 = _mm512_loadu_ps(b + i), b1 = _mm512_loadu_ps(b + i + 16);
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) {
+            s0[h] = _mm512_fmadd_ps(_mm512_loadu_ps(a[h] + i), b0, s0[h]);
+            s1[h] = _mm512_fmadd_ps(_mm512_loadu_ps(a[h] + i + 16), b1, s1[h]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) {
+        int j = i;
+        __m512 t0 = s0[h], t1 = s1[h];
+        for (; j + 16 <= n; j += 16) t0 = _mm512_fmadd_ps(_mm512_loadu_ps(a[h] + j), _mm512_loadu_ps(b + j), t0);
+        if (j < n) {
+            __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+            t1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a[h] + j), _mm512_maskz_loadu_ps(k, b + j), t1);
+        }
+        out[h] = _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
+    }
+}
+__attribute__((target("avx512f"))) static void axpy4_avx512(float *const y[4], const float a[4], const float *x, int n) {
+    /* pointers and factors in locals: stores through y[h] could otherwise
+     * alias the pointer array and force reloads */
+    float *restrict y0 = y[0], *restrict y1 = y[1], *restrict y2 = y[2], *restrict y3 = y[3];
+    const __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]), a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        _mm512_storeu_ps(y0 + i, _mm512_fmadd_ps(a0, xv, _mm512_loadu_ps(y0 + i)));
+        _mm512_storeu_ps(y1 + i, _mm512_fmadd_ps(a1, xv, _mm512_loadu_ps(y1 + i)));
+        _mm512_storeu_ps(y2 + i, _mm512_fmadd_ps(a2, xv, _mm512_loadu_ps(y2 + i)));
+        _mm512_storeu_ps(y3 + i, _mm512_fmadd_ps(a3, xv, _mm512_loadu_ps(y3 + i)));
+    }
+    for (int h = 0; h < 4 && i < n; h++) axpy_avx512(y[h] + i, a[h], x + i, n - i);
+}
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
@@ -96,4 +135,18 @@ void vec_scale(float *y, float a, int n) {
     if (cpu_isa() == ISA_AVX512) { scale_avx512(y, a, n); return; }
 #endif
     scale_c(y, a, n);
+}
+
+void vec_dot4(const float *const a[4], const float *b, int n, float out[4]) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { dot4_avx512(a, b, n, out); return; }
+#endif
+    for (int h = 0; h < 4; h++) out[h] = vec_dot(a[h], b, n);
+}
+
+void vec_axpy4(float *const y[4], const float a[4], const float *x, int n) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { axpy4_avx512(y, a, x, n); return; }
+#endif
+    for (int h = 0; h < 4; h++) vec_axpy(y[h], a[h], x, n);
 }

@@ -10,5 +10,10 @@
 float vec_dot(const float *a, const float *b, int n);
 void vec_axpy(float *y, float a, const float *x, int n);   /* y += a x */
 void vec_scale(float *y, float a, int n);                  /* y *= a */
+/* Four of the above sharing x (four attention heads against one key or
+ * value vector): each result is bit-identical to the single-vector call,
+ * x is read once. */
+void vec_dot4(const float *const a[4], const float *b, int n, float out[4]);
+void vec_axpy4(float *const y[4], const float a[4], const float *x, int n);
 
 #endif
