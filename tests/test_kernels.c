@@ -366,6 +366,9 @@ TEST(int8_activations) {
     }
     check_int8_type(ks, W_MXFP4);
     check_int8_type(ks, W_GG_MXFP4);
+    kern_avx512_no_vbmi = 1;          /* GGUF MXFP4 without the VBMI byte permutes */
+    check_int8_type(ks, W_GG_MXFP4);
+    kern_avx512_no_vbmi = 0;
     check_int8_type(ks, W_Q8_0);
     /* FAST linear() routes GGUF Q8_0 / MXFP4 here too */
     test_weight g = make_gguf_weight(W_Q8_0, 20, 256);
