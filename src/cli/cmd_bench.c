@@ -9,8 +9,9 @@
  *      ceiling for prefill;
  *   3. decode tok/s at each context length, the context filled by a real
  *      prefill (--fill prefill) or with random cache entries of the right
- *      shapes (--fill random, seconds even at 64k); warm-up tokens are
- *      excluded, the median of the timed tokens is reported with min/max;
+ *      shapes (--fill random, seconds even at 64k); 16 untimed tokens after
+ *      start-up and 2 per point are excluded, the median of the timed
+ *      tokens is reported with min/max;
  *      bytes read per token (active dense weights, top-k routed + shared
  *      experts, one embedding row, the head, the KV state read) and their
  *      ratio to the bandwidth; the time of the output head (timed alone)
@@ -143,6 +144,8 @@ static int bench_decode(dsv4_model *m, dsv4_seq *s, int ctx, int random_fill, in
     return 0;
 }
 
+/* Untimed decode tokens once after start-up (see cmd_bench). */
+#define STARTUP_WARM_TOKENS 16
 /* Timed prefill runs after one untimed run. */
 #define PREFILL_RUNS 2
 
@@ -213,6 +216,22 @@ int cmd_bench(int argc, char **argv) {
     dsv4_seq *s = dsv4_seq_new(m, cap, err, sizeof err);
     if (!s) { fprintf(stderr, "dsv4 bench: %s\n", err); dsv4_model_free(m); return 1; }
 
+    /* Start-up warm-up, untimed: the first dozen decode tokens of a process
+     * run up to 5x slower (the activation buffers' first touch, huge-page
+     * collapse), which the 2 warm-up tokens of each point do not cover. */
+    {
+        float *lg = xmalloc((size_t)c->vocab_size * sizeof(float));
+        int32_t id = 17;
+        dsv4_seq_reset(s);
+        for (int i = 0; i < STARTUP_WARM_TOKENS; i++) {
+            if (dsv4_forward(s, &id, 1, lg, 0, err, sizeof err)) {
+                fprintf(stderr, "dsv4 bench: warm-up: %s\n", err);
+                free(lg); dsv4_seq_free(s); dsv4_model_free(m); return 1;
+            }
+            id = dsv4_argmax(lg, c->vocab_size);
+        }
+        free(lg);
+    }
     double hms = head_ms(m);
     decode_point dp[MAX_CTX_POINTS];
     for (int i = 0; i < nctx; i++) {

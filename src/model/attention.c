@@ -68,9 +68,55 @@ void hadamard(float *x, int n, int exact) {
     if (v != buf) free(v);
 }
 
+/* Order of the top-k: higher score first, equal scores by lower index. */
+static int topk_before(const float *s, int a, int b) { return s[a] > s[b] || (s[a] == s[b] && a < b); }
+
+/* Quickselect: rearrange idx[lo..hi] so that the k elements that come
+ * first in topk order occupy idx[lo..lo+k). */
+static void topk_select(const float *s, int *idx, int lo, int hi, int k) {
+    while (hi > lo) {
+        int mid = lo + (hi - lo) / 2, p = idx[mid];
+        /* median of three as the pivot */
+        if (topk_before(s, idx[lo], p) != topk_before(s, idx[lo], idx[hi])) p = idx[lo];
+        else if (topk_before(s, idx[hi], p) != topk_before(s, idx[hi], idx[lo])) p = idx[hi];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (topk_before(s, idx[i], p)) i++;
+            while (topk_before(s, p, idx[j])) j--;
+            if (i <= j) { int t = idx[i]; idx[i] = idx[j]; idx[j] = t; i++; j--; }
+        }
+        if (lo + k - 1 <= j) hi = j;
+        else if (lo + k - 1 >= i) { k -= i - lo; lo = i; }
+        else return;
+    }
+}
+
+static const float *topk_sort_scores;
+static int topk_cmp(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return topk_before(topk_sort_scores, x, y) ? -1 : topk_before(topk_sort_scores, y, x) ? 1 : 0;
+}
+
 void topk_desc(const float *score, int n, int k, int *out) {
+    /* Long lists without NaN (the indexer at long context: 16k blocks at
+     * 64k tokens, k = 512): quickselect then sort the k, O(n + k log k)
+     * against the insertion's O(n + k^2 log(n/k)); the same order. */
+    if (n > 4096 && k > 16) {
+        int nan = 0;
+        for (int i = 0; i < n && !nan; i++) nan = score[i] != score[i];
+        if (!nan) {
+            int *idx = xmalloc((size_t)n * sizeof(int));
+            for (int i = 0; i < n; i++) idx[i] = i;
+            if (k < n) topk_select(score, idx, 0, n - 1, k);
+            topk_sort_scores = score;   /* qsort has no context argument */
+            qsort(idx, (size_t)(k < n ? k : n), sizeof(int), topk_cmp);
+            memcpy(out, idx, (size_t)(k < n ? k : n) * sizeof(int));
+            free(idx);
+            return;
+        }
+    }
     /* selection by repeated insertion into a sorted k-list: k is small
-     * (experts) or the list is scanned once (indexer, k << n typically) */
+     * (experts) or the list is short */
     int cnt = 0;
     for (int i = 0; i < n; i++) {
         float v = score[i];
@@ -232,16 +278,22 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
             if (need > dots_cap) { free(dots); dots = xmalloc(need * sizeof(float)); dots_cap = need; }
             if (chunk_nb) {
                 dsv4_weight kw = {.type = W_F32, .rows = chunk_nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
-                linear(&kw, q + (size_t)chunk_a * IH * ID, (chunk_b - chunk_a) * IH, dots, m->mode, LIN_OUT_BF16, m->pool);
+                linear(&kw, q + (size_t)chunk_a * IH * ID, (chunk_b - chunk_a) * IH, dots, m->mode,
+                       LIN_OUT_BF16 | LIN_ROUND_F32, m->pool);
             }
         }
         float *score = xmalloc((size_t)(nb ? nb : 1) * sizeof(float));
         for (int j = 0; j < nb; j++) score[j] = 0.0f;
-        for (int h = 0; h < IH; h++) {
-            float wh = w[(size_t)t * IH + h];
-            const float *dh = dots + ((size_t)(t - chunk_a) * IH + h) * chunk_nb;
-            for (int j = 0; j < nb; j++)
-                if (dh[j] > 0.0f) score[j] += rnd(ex, dh[j] * wh);
+        const float *dt = dots + (size_t)(t - chunk_a) * IH * chunk_nb;
+        if (ex) {
+            for (int h = 0; h < IH; h++) {
+                float wh = w[(size_t)t * IH + h];
+                const float *dh = dt + (size_t)h * chunk_nb;
+                for (int j = 0; j < nb; j++)
+                    if (dh[j] > 0.0f) score[j] += rnd(ex, dh[j] * wh);
+            }
+        } else {
+            vec_relu_weighted_sum(score, dt, chunk_nb, IH, w + (size_t)t * IH, nb);
         }
         for (int j = 0; j < nb; j++) score[j] = rnd(ex, score[j]);
         int k = nb < c->index_topk ? nb : c->index_topk;

@@ -576,6 +576,10 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
                 if (TY == W_BF16) {
                     a0 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k));
                     a1 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k + 32));
+                } else if (TY == W_F32) {   /* rounded to BF16 as v512_deq_bf16 does */
+                    const float *f = (const float *)rp[i].p + k;
+                    a0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 16), _mm512_loadu_ps(f));
+                    a1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 48), _mm512_loadu_ps(f + 32));
                 } else if (TY == W_FP8) {
                     if (__builtin_expect(fast, 1)) fp8_bf16x64(rp[i].p + k, &ft, i0, i1, &a0, &a1);
                     else wbf16x64_slow(rp[i], k, &a0, &a1, TY);
@@ -641,6 +645,7 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
 
 #define FUSED_BF16_TY(NT, NR)                                                             \
     switch (w->type) {                                                                    \
+    case W_F32: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_F32, NR, 0); break;              \
     case W_BF16: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_BF16, NR, 0); break;            \
     case W_FP8:                                                                           \
         if (vbmi) fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR, 1);                   \

@@ -488,7 +488,8 @@ void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T
      * GEMV and a GEMM (also in the FP32 products that FAST mode's model
      * makes: mHC mixes, gate) cross BF16 rounding boundaries of the next
      * activations and grow through the network. */
-    int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && w->type != W_F32;
+    /* bf16 == 2: F32 weights may be rounded too (LIN_ROUND_F32) */
+    int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && (w->type != W_F32 || bf16 == 2);
     /* FAST-mode MXFP4: int8 activations, every T (batch-invariant too) */
     if (bf16 && w->type == W_MXFP4 && kern_i8_supports(w) && kern_i8_available(ks)) {
         kern_i8_linear(w, x, T, y, pool);
@@ -529,7 +530,8 @@ void linear(const dsv4_weight *w, const float *x, int T, float *y,
         linear_ref(w, x, T, y, mode, flags, pool);
         return;
     }
-    kern_linear(kern_for_isa(cpu_isa()), w, x, T, y, mode == DSV4_MODE_FAST, pool);
+    kern_linear(kern_for_isa(cpu_isa()), w, x, T, y,
+                mode == DSV4_MODE_FAST ? (flags & LIN_ROUND_F32 ? 2 : 1) : 0, pool);
 }
 
 void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {

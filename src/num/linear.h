@@ -50,7 +50,11 @@ enum {
     LIN_OUT_BF16 = 1,
     /* The reference dequantises this weight to BF16 at load (wo_a): in EXACT
      * mode treat it as a dense BF16 matrix (no activation quantisation). */
-    LIN_DEQUANT = 2
+    LIN_DEQUANT = 2,
+    /* The F32 "weight" is itself activations (the indexer's cached keys):
+     * FAST mode may round it to BF16 and use the BF16 kernels, as it does
+     * with activations; F32 weights are otherwise kept in FP32. */
+    LIN_ROUND_F32 = 4
 };
 
 /* y: T x rows floats.  x: T x cols floats (not modified). */

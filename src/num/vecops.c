@@ -89,6 +89,24 @@ __attribute__((target("avx512f"))) static void axpy4_avx512(float *const y[4], c
     }
     for (int h = 0; h < 4 && i < n; h++) axpy_avx512(y[h] + i, a[h], x + i, n - i);
 }
+__attribute__((target("avx512f"))) static void relu_wsum_avx512(float *y, const float *x, int ld, int nh,
+                                                                const float *a, int n) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 acc = _mm512_loadu_ps(y + j);
+        for (int h = 0; h < nh; h++) {
+            __m512 d = _mm512_loadu_ps(x + (size_t)h * ld + j);
+            __mmask16 pos = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_GT_OQ);
+            acc = _mm512_mask_add_ps(acc, pos, acc, _mm512_mul_ps(d, _mm512_set1_ps(a[h])));
+        }
+        _mm512_storeu_ps(y + j, acc);
+    }
+    for (; j < n; j++)
+        for (int h = 0; h < nh; h++) {
+            float d = x[(size_t)h * ld + j];
+            if (d > 0.0f) y[j] += d * a[h];
+        }
+}
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
@@ -149,4 +167,15 @@ void vec_axpy4(float *const y[4], const float a[4], const float *x, int n) {
     if (cpu_isa() == ISA_AVX512) { axpy4_avx512(y, a, x, n); return; }
 #endif
     for (int h = 0; h < 4; h++) vec_axpy(y[h], a[h], x, n);
+}
+
+void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float *a, int n) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { relu_wsum_avx512(y, x, ld, nh, a, n); return; }
+#endif
+    for (int h = 0; h < nh; h++)
+        for (int j = 0; j < n; j++) {
+            float d = x[(size_t)h * ld + j];
+            if (d > 0.0f) y[j] += d * a[h];
+        }
 }

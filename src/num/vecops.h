@@ -15,5 +15,9 @@ void vec_scale(float *y, float a, int n);                  /* y *= a */
  * x is read once. */
 void vec_dot4(const float *const a[4], const float *b, int n, float out[4]);
 void vec_axpy4(float *const y[4], const float a[4], const float *x, int n);
+/* y[j] += sum over h in order of (x[h*ld + j] > 0 ? x[h*ld + j] * a[h] : 0),
+ * each product rounded, then added (as the scalar loop does): the
+ * indexer's ReLU-weighted head sum. */
+void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float *a, int n);
 
 #endif
