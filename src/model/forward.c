@@ -155,6 +155,27 @@ static dsv4_weight f32_matrix(const float *data, int rows, int cols) {
 }
 
 /* mixes[T][mix] = (fn . flat(H)) * rsqrt(mean(flat^2) + eps), FP32. */
+/* ---- parallel loops over rows ------------------------------------------- */
+
+/* fn(ctx, lo, hi) over [0, n) split across the pool; the per-element
+ * arithmetic is the caller's and does not depend on the split.  Small
+ * loops (work = elements x cost) stay on the calling thread. */
+typedef void (*range_fn)(void *ctx, int lo, int hi);
+typedef struct { range_fn fn; void *ctx; int n; } par_job;
+
+static void par_worker(void *arg, int tid, int nth) {
+    par_job *j = arg;
+    int lo, hi;
+    pool_range(j->n, tid, nth, &lo, &hi);
+    if (lo < hi) j->fn(j->ctx, lo, hi);
+}
+
+static void par_for(dsv4_model *m, int n, size_t work, range_fn fn, void *ctx) {
+    if (!m->pool || n < 2 || work < ((size_t)1 << 18)) { fn(ctx, 0, n); return; }
+    par_job j = {fn, ctx, n};
+    pool_run(m->pool, par_worker, &j);
+}
+
 static void hc_mixes(dsv4_model *m, const float *fn, int mix, const float *H, int T, float *mixes) {
     const dsv4_config *c = &m->cfg;
     int n = c->hc_mult * c->dim;
@@ -202,43 +223,72 @@ static void hc_split_sinkhorn(const dsv4_config *c, const float *mx, const float
 }
 
 /* hc_pre for all rows: x[t] = sum_i pre_i H[t][i] (BF16 in exact mode). */
-static void hc_pre(dsv4_model *m, const float *fn, const float *scale, const float *base, const float *H, int T,
-                   float *x, float *post, float *comb) {
-    const dsv4_config *c = &m->cfg;
-    int hc = c->hc_mult, D = c->dim, mix = (2 + hc) * hc, ex = exact_mode(m);
-    float *mixes = xmalloc((size_t)T * mix * sizeof(float));
-    hc_mixes(m, fn, mix, H, T, mixes);
-    for (int t = 0; t < T; t++) {
+typedef struct {
+    const dsv4_config *c;
+    const float *mixes, *scale, *base, *H;
+    float *x, *post, *comb;
+    int ex;
+} hc_pre_job;
+
+static void hc_pre_rows(void *ctx, int lo, int hi) {
+    hc_pre_job *j = ctx;
+    const dsv4_config *c = j->c;
+    int hc = c->hc_mult, D = c->dim, mix = (2 + hc) * hc;
+    for (int t = lo; t < hi; t++) {
         float pre[16];
-        hc_split_sinkhorn(c, mixes + (size_t)t * mix, scale, base, pre, post + (size_t)t * hc, comb + (size_t)t * hc * hc);
-        const float *h = H + (size_t)t * hc * D;
-        float *xt = x + (size_t)t * D;
+        hc_split_sinkhorn(c, j->mixes + (size_t)t * mix, j->scale, j->base, pre, j->post + (size_t)t * hc,
+                          j->comb + (size_t)t * hc * hc);
+        const float *h = j->H + (size_t)t * hc * D;
+        float *xt = j->x + (size_t)t * D;
         for (int d = 0; d < D; d++) {
             float s = 0.0f;
             for (int i = 0; i < hc; i++) s += pre[i] * h[(size_t)i * D + d];
-            xt[d] = rnd(ex, s);
+            xt[d] = rnd(j->ex, s);
         }
     }
+}
+
+static void hc_pre(dsv4_model *m, const float *fn, const float *scale, const float *base, const float *H, int T,
+                   float *x, float *post, float *comb) {
+    const dsv4_config *c = &m->cfg;
+    int hc = c->hc_mult, D = c->dim, mix = (2 + hc) * hc;
+    float *mixes = xmalloc((size_t)T * mix * sizeof(float));
+    hc_mixes(m, fn, mix, H, T, mixes);
+    hc_pre_job j = {c, mixes, scale, base, H, x, post, comb, exact_mode(m)};
+    par_for(m, T, (size_t)T * hc * D, hc_pre_rows, &j);
     free(mixes);
 }
 
 /* hc_post: H'[k] = post_k f + sum_j comb[j][k] H[j]. */
-static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float *post, const float *comb) {
-    const dsv4_config *c = &m->cfg;
-    int hc = c->hc_mult, D = c->dim, ex = exact_mode(m);
+typedef struct {
+    const dsv4_config *c;
+    const float *f, *post, *comb;
+    float *H;
+    int ex;
+} hc_post_job;
+
+static void hc_post_rows(void *ctx, int lo, int hi) {
+    hc_post_job *j = ctx;
+    int hc = j->c->hc_mult, D = j->c->dim;
     float *old = xmalloc((size_t)hc * D * sizeof(float));
-    for (int t = 0; t < T; t++) {
-        float *h = H + (size_t)t * hc * D;
-        const float *pt = post + (size_t)t * hc, *ct = comb + (size_t)t * hc * hc, *ft = f + (size_t)t * D;
+    for (int t = lo; t < hi; t++) {
+        float *h = j->H + (size_t)t * hc * D;
+        const float *pt = j->post + (size_t)t * hc, *ct = j->comb + (size_t)t * hc * hc, *ft = j->f + (size_t)t * D;
         memcpy(old, h, (size_t)hc * D * sizeof(float));
         for (int k = 0; k < hc; k++)
             for (int d = 0; d < D; d++) {
                 float s = 0.0f;
-                for (int j = 0; j < hc; j++) s += ct[j * hc + k] * old[(size_t)j * D + d];
-                h[(size_t)k * D + d] = rnd(ex, pt[k] * ft[d] + s);
+                for (int i = 0; i < hc; i++) s += ct[i * hc + k] * old[(size_t)i * D + d];
+                h[(size_t)k * D + d] = rnd(j->ex, pt[k] * ft[d] + s);
             }
     }
     free(old);
+}
+
+static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float *post, const float *comb) {
+    const dsv4_config *c = &m->cfg;
+    hc_post_job j = {c, f, post, comb, H, exact_mode(m)};
+    par_for(m, T, (size_t)T * c->hc_mult * c->hc_mult * c->dim, hc_post_rows, &j);
 }
 
 /* ---- MoE (spec 5) ---------------------------------------------------------------- */
@@ -246,21 +296,34 @@ static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float 
 static float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 /* h = bf16(silu(clamp(g)) * clamp(u) * weight) over n rows of I, into g. */
-static void swiglu_rows(const dsv4_model *m, float *g, const float *u, int n, const float *weights) {
-    const dsv4_config *c = &m->cfg;
-    int I = c->moe_inter_dim, ex = exact_mode(m);
-    float lim = c->swiglu_limit;
-    for (int t = 0; t < n; t++)
+typedef struct {
+    float *g;
+    const float *u, *weights;
+    int I, ex;
+    float lim;
+} swiglu_job;
+
+static void swiglu_range(void *ctx, int lo, int hi) {
+    swiglu_job *j = ctx;
+    int I = j->I;
+    float lim = j->lim;
+    for (int t = lo; t < hi; t++)
         for (int i = 0; i < I; i++) {
-            float gv = g[(size_t)t * I + i], uv = u[(size_t)t * I + i];
+            float gv = j->g[(size_t)t * I + i], uv = j->u[(size_t)t * I + i];
             if (lim > 0) {
                 uv = fminf(fmaxf(uv, -lim), lim);
                 gv = fminf(gv, lim);
             }
             float h = gv / (1.0f + expf(-gv)) * uv;
-            if (weights) h = weights[t] * h;
-            g[(size_t)t * I + i] = rnd(ex, h);
+            if (j->weights) h = j->weights[t] * h;
+            j->g[(size_t)t * I + i] = rnd(j->ex, h);
         }
+}
+
+static void swiglu_rows(dsv4_model *m, float *g, const float *u, int n, const float *weights) {
+    const dsv4_config *c = &m->cfg;
+    swiglu_job j = {g, u, weights, c->moe_inter_dim, exact_mode(m), c->swiglu_limit};
+    par_for(m, n, (size_t)n * c->moe_inter_dim * 8, swiglu_range, &j);
 }
 
 /* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
@@ -270,6 +333,16 @@ static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *
     linear_multi(gu, 2, m->mode, m->pool);
     swiglu_rows(m, g, u, n, weights);
     linear(w2, g, n, out, m->mode, 0, m->pool);
+}
+
+/* y[who[i]] += og[i] for the gathered rows in order (ascending expert, as
+ * the reference sums them), a range of columns per thread. */
+typedef struct { float *y; const float *og; const int *who; int n, D; } moe_sum_job;
+
+static void moe_sum_cols(void *ctx, int lo, int hi) {
+    moe_sum_job *j = ctx;
+    for (int i = 0; i < j->n; i++)
+        for (int d = lo; d < hi; d++) j->y[(size_t)j->who[i] * j->D + d] += j->og[(size_t)i * j->D + d];
 }
 
 static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, const float *x, float *y) {
@@ -326,17 +399,16 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
         items[ni++] = (linear_item){&l->w3[e], xg + (size_t)r0 * D, cnt, u + (size_t)r0 * I, 0};
     }
     linear_multi(items, ni, m->mode, m->pool);
+    swiglu_rows(m, g, u, n, wg);   /* every gathered row at once */
     ni = 0;
     for (int e = 0; e < E; e++) {
         int r0 = start[e], cnt = start[e + 1] - r0;
         if (!cnt) continue;
-        swiglu_rows(m, g + (size_t)r0 * I, u + (size_t)r0 * I, cnt, wg + r0);
         items[ni++] = (linear_item){&l->w2[e], g + (size_t)r0 * I, cnt, og + (size_t)r0 * D, 0};
     }
     linear_multi(items, ni, m->mode, m->pool);
-    for (int e = 0; e < E; e++)
-        for (int i = start[e]; i < start[e + 1]; i++)
-            for (int d = 0; d < D; d++) y[(size_t)who[i] * D + d] += og[(size_t)i * D + d];
+    moe_sum_job sj = {y, og, who, n, D};
+    par_for(m, D, (size_t)n * D, moe_sum_cols, &sj);
     if (l->has_shared) {
         expert_run(m, &l->sw1, &l->sw2, &l->sw3, x, T, NULL, og, g, u);
         for (size_t i = 0; i < (size_t)T * D; i++) y[i] += og[i];
