@@ -34,7 +34,7 @@
 int kern_gemm_min_t = 16;
 
 /* K slice of the GEMM buffers; the fused GEMV must use the same. */
-#define KC_BF16 1024
+#define KC_BF16 2048
 #define KC_F32 512
 int kern_batch_invariant = 1;
 
