@@ -91,10 +91,18 @@ static void topk_select(const float *s, int *idx, int lo, int hi, int k) {
     }
 }
 
-static const float *topk_sort_scores;
-static int topk_cmp(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return topk_before(topk_sort_scores, x, y) ? -1 : topk_before(topk_sort_scores, y, x) ? 1 : 0;
+/* Merge sort of idx[0..n) in topk order (qsort has no context argument,
+ * and a global would not be thread-safe). */
+static void topk_sort(const float *s, int *idx, int *tmp, int n) {
+    if (n < 2) return;
+    int h = n / 2;
+    topk_sort(s, idx, tmp, h);
+    topk_sort(s, idx + h, tmp, n - h);
+    int i = 0, j = h, o = 0;
+    while (i < h && j < n) tmp[o++] = topk_before(s, idx[j], idx[i]) ? idx[j++] : idx[i++];
+    while (i < h) tmp[o++] = idx[i++];
+    while (j < n) tmp[o++] = idx[j++];
+    memcpy(idx, tmp, (size_t)n * sizeof(int));
 }
 
 void topk_desc(const float *score, int n, int k, int *out) {
@@ -105,11 +113,10 @@ void topk_desc(const float *score, int n, int k, int *out) {
         int nan = 0;
         for (int i = 0; i < n && !nan; i++) nan = score[i] != score[i];
         if (!nan) {
-            int *idx = xmalloc((size_t)n * sizeof(int));
+            int *idx = xmalloc((size_t)2 * n * sizeof(int));
             for (int i = 0; i < n; i++) idx[i] = i;
             if (k < n) topk_select(score, idx, 0, n - 1, k);
-            topk_sort_scores = score;   /* qsort has no context argument */
-            qsort(idx, (size_t)(k < n ? k : n), sizeof(int), topk_cmp);
+            topk_sort(score, idx, idx + n, k < n ? k : n);
             memcpy(out, idx, (size_t)(k < n ? k : n) * sizeof(int));
             free(idx);
             return;
