@@ -31,29 +31,18 @@
 #include <time.h>
 #include <utf8proc.h>
 
-typedef struct { char *s; size_t n, cap; } buf;
 
-static void buf_add(buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void add_file(buf *b, const char *path) {
+static void add_file(strbuf *b, const char *path) {
     size_t n;
     char err[256];
     char *s = read_file(path, &n, err, sizeof err);
     if (!s) return;
-    buf_add(b, s, n);
-    buf_add(b, "\n", 1);
+    strbuf_add(b, s, n);
+    strbuf_add(b, "\n", 1);
     free(s);
 }
 
-static void add_glob(buf *b, const char *pattern) {
+static void add_glob(strbuf *b, const char *pattern) {
     glob_t g;
     if (glob(pattern, 0, NULL, &g)) return;
     for (size_t i = 0; i < g.gl_pathc; i++) add_file(b, g.gl_pathv[i]);
@@ -62,7 +51,7 @@ static void add_glob(buf *b, const char *pattern) {
 
 /* Golden texts chosen by a predicate; with by_line, each line of each text
  * is judged (and kept) on its own. */
-static void add_golden(buf *b, int (*want)(const char *, size_t), int by_line) {
+static void add_golden(strbuf *b, int (*want)(const char *, size_t), int by_line) {
     FILE *f = fopen("tests/data/tokenizer/golden-encode.jsonl", "r");
     if (!f) return;
     char *line = NULL;
@@ -76,7 +65,7 @@ static void add_golden(buf *b, int (*want)(const char *, size_t), int by_line) {
         while (s && n) {
             const char *nl = by_line ? memchr(s, '\n', n) : NULL;
             size_t l = nl ? (size_t)(nl - s) + 1 : n;
-            if (want(s, l)) buf_add(b, s, l);
+            if (want(s, l)) strbuf_add(b, s, l);
             s += l;
             n -= l;
         }
@@ -136,15 +125,15 @@ static void utf8_scan(const char *s, size_t n) {
     sink += cats;
 }
 
-static void bench_one(const dsv4_tokenizer *t, const char *name, const buf *in) {
+static void bench_one(const dsv4_tokenizer *t, const char *name, const strbuf *in) {
     if (!in->n) { printf("%-6s (no input found)\n", name); return; }
     int32_t *ids;
     size_t n_ids;
-    if (dsv4_tokenize(t, in->s, in->n, &ids, &n_ids)) { printf("%s: encode failed\n", name); return; }
+    if (dsv4_tokenize(t, in->p, in->n, &ids, &n_ids)) { printf("%s: encode failed\n", name); return; }
     double enc, dec, u8, mc;
     TIMED(enc, 5, 0.15, in->n, {
         int32_t *v; size_t k;
-        dsv4_tokenize(t, in->s, in->n, &v, &k);
+        dsv4_tokenize(t, in->p, in->n, &v, &k);
         sink += k; free(v);
     });
     TIMED(dec, 3, 0.05, in->n, {
@@ -152,9 +141,9 @@ static void bench_one(const dsv4_tokenizer *t, const char *name, const buf *in) 
         dsv4_detokenize(t, ids, n_ids, &out, &ol);
         sink += ol; free(out);
     });
-    TIMED(u8, 3, 0.1, in->n, utf8_scan(in->s, in->n));
+    TIMED(u8, 3, 0.1, in->n, utf8_scan(in->p, in->n));
     char *dst = xmalloc(in->n);
-    TIMED(mc, 3, 0.05, in->n, { memcpy(dst, in->s, in->n); sink += (unsigned char)dst[sink % in->n]; });
+    TIMED(mc, 3, 0.05, in->n, { memcpy(dst, in->p, in->n); sink += (unsigned char)dst[sink % in->n]; });
     free(dst);
     free(ids);
     printf("%-6s %7zu B %6zu tok %4.2f B/tok | encode %6.1f MB/s | decode %6.0f MB/s | baselines: utf8 scan %6.1f MB/s, memcpy %6.0f MB/s\n",
@@ -179,7 +168,7 @@ int main(int argc, char **argv) {
     printf("tokenizer: %s loaded in %.3f s wall, %.3f s CPU (%d ids), peak RSS %.0f MiB\n", path, load, load_cpu,
            dsv4_tokenizer_vocab_size(t), peak_rss_mb());
 
-    buf prose = {0}, code = {0}, cjk = {0}, mixed = {0};
+    strbuf prose = {0}, code = {0}, cjk = {0}, mixed = {0};
     add_glob(&prose, "data/*.md");
     add_glob(&prose, "tests/data/*/README.md");
     add_golden(&prose, is_long_english, 0);
@@ -192,7 +181,7 @@ int main(int argc, char **argv) {
     bench_one(t, "cjk", &cjk);
     bench_one(t, "mixed", &mixed);
 
-    free(prose.s); free(code.s); free(cjk.s); free(mixed.s);
+    free(prose.p); free(code.p); free(cjk.p); free(mixed.p);
     dsv4_tokenizer_free(t);
     return 0;
 }

@@ -32,28 +32,15 @@ const char *eval_err_name(int kind) {
     return "error";
 }
 
-/* ---- growable strings ----------------------------------------------------- */
-
-typedef struct { char *p; size_t n, cap; } gstr;
-static void gs_add(gstr *g, const char *s, size_t n) {
-    if (g->n + n + 1 > g->cap) {
-        g->cap = (g->n + n + 1) * 2 + 64;
-        g->p = xrealloc(g->p, g->cap);
-    }
-    memcpy(g->p + g->n, s, n);
-    g->n += n;
-    g->p[g->n] = 0;
-}
-
 /* ---- SSE parser ------------------------------------------------------------- */
 
 struct eval_sse {
     eval_response *r;
     double t0;
-    gstr line;          /* the current, incomplete line */
-    gstr data;          /* data: fields of the current event */
-    gstr raw;           /* the first bytes, for error messages / non-SSE bodies */
-    gstr content, reasoning;
+    strbuf line;          /* the current, incomplete line */
+    strbuf data;          /* data: fields of the current event */
+    strbuf raw;           /* the first bytes, for error messages / non-SSE bodies */
+    strbuf content, reasoning;
     int events, done, malformed, refused;
 };
 
@@ -129,12 +116,12 @@ static void take_choice(eval_sse *p, json_t *ch, int whole) {
     if (!d) d = json_object_get(ch, "message");
     int output = 0;
     const char *c = json_string_value(json_object_get(d, "content"));
-    if (c && *c) { gs_add(&p->content, c, strlen(c)); output = 1; }
+    if (c && *c) { strbuf_add(&p->content, c, strlen(c)); output = 1; }
     const char *rc = json_string_value(json_object_get(d, "reasoning_content"));
     if (!rc) rc = json_string_value(json_object_get(d, "reasoning"));
-    if (rc && *rc) { gs_add(&p->reasoning, rc, strlen(rc)); output = 1; }
+    if (rc && *rc) { strbuf_add(&p->reasoning, rc, strlen(rc)); output = 1; }
     const char *ref = json_string_value(json_object_get(d, "refusal"));
-    if (ref && *ref) { p->refused = 1; gs_add(&p->content, ref, strlen(ref)); output = 1; }
+    if (ref && *ref) { p->refused = 1; strbuf_add(&p->content, ref, strlen(ref)); output = 1; }
     json_t *tcs = json_object_get(d, "tool_calls");
     if (json_is_array(tcs) && json_array_size(tcs)) {
         size_t i; json_t *tc;
@@ -192,8 +179,8 @@ static void take_line(eval_sse *p, char *s, size_t n) {
     if (n >= 5 && !strncmp(s, "data:", 5)) {
         const char *v = s + 5;
         if (*v == ' ') v++;
-        if (p->data.n) gs_add(&p->data, "\n", 1);
-        gs_add(&p->data, v, strlen(v));
+        if (p->data.n) strbuf_add(&p->data, "\n", 1);
+        strbuf_add(&p->data, v, strlen(v));
         /* Most servers send one data line per event without waiting for
          * the blank line; dispatching a complete JSON line at once keeps
          * the timestamps honest. */
@@ -208,17 +195,17 @@ static void take_line(eval_sse *p, char *s, size_t n) {
 }
 
 void eval_sse_feed(eval_sse *p, const char *data, size_t n) {
-    if (p->raw.n < 4096) gs_add(&p->raw, data, n < 4096 - p->raw.n ? n : 4096 - p->raw.n);
+    if (p->raw.n < 4096) strbuf_add(&p->raw, data, n < 4096 - p->raw.n ? n : 4096 - p->raw.n);
     for (size_t i = 0; i < n; i++) {
         if (data[i] == '\n') {
-            if (!p->line.p) gs_add(&p->line, "", 0);
+            if (!p->line.p) strbuf_add(&p->line, "", 0);
             take_line(p, p->line.p, p->line.n);
             p->line.n = 0;
             p->line.p[0] = 0;
         } else {
             size_t j = i;
             while (j < n && data[j] != '\n') j++;
-            gs_add(&p->line, data + i, j - i);
+            strbuf_add(&p->line, data + i, j - i);
             i = j - 1;
         }
     }

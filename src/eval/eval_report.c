@@ -12,15 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct { char *p; size_t n, cap; } out;
+typedef strbuf out;
 
-static void put(out *o, const char *s, size_t n) {
-    if (o->n + n + 1 > o->cap) { o->cap = (o->n + n + 1) * 2; o->p = xrealloc(o->p, o->cap); }
-    memcpy(o->p + o->n, s, n);
-    o->n += n;
-    o->p[o->n] = 0;
-}
-static void ps(out *o, const char *s) { put(o, s, strlen(s)); }
+static void put(out *o, const char *s, size_t n) { strbuf_add(o, s, n); }
+static void ps(out *o, const char *s) { strbuf_str(o, s); }
 __attribute__((format(printf, 2, 3)))
 static void pf(out *o, const char *fmt, ...) {
     char buf[2048];

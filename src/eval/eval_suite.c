@@ -21,17 +21,6 @@ const char *eval_default_suite(void) { return eval_default_suite_text; }
 
 /* ---- {{variable}} filling ---------------------------------------------- */
 
-typedef struct { char *p; size_t n, cap; } sbuf;
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
 /* The row's value for a variable as text (strings raw, others as JSON). */
 static char *var_text(json_t *row, const char *name, size_t len) {
     char key[128];
@@ -57,18 +46,18 @@ static json_t *fill_string(const char *s, json_t *row) {
             if (v) return json_deep_copy(v);
         }
     }
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    strbuf b = {0};
+    strbuf_add(&b, "", 0);
     const char *p = s;
     while (*p) {
         const char *open = strstr(p, "{{");
-        if (!open) { sb_put(&b, p, strlen(p)); break; }
+        if (!open) { strbuf_add(&b, p, strlen(p)); break; }
         const char *close = strstr(open + 2, "}}");
-        if (!close) { sb_put(&b, p, strlen(p)); break; }
+        if (!close) { strbuf_add(&b, p, strlen(p)); break; }
         char *val = var_text(row, open + 2, (size_t)(close - open - 2));
-        sb_put(&b, p, (size_t)(open - p));
-        if (val) { sb_put(&b, val, strlen(val)); free(val); }
-        else sb_put(&b, open, (size_t)(close + 2 - open)); /* unknown: left as is */
+        strbuf_add(&b, p, (size_t)(open - p));
+        if (val) { strbuf_add(&b, val, strlen(val)); free(val); }
+        else strbuf_add(&b, open, (size_t)(close + 2 - open)); /* unknown: left as is */
         p = close + 2;
     }
     json_t *r = json_string(b.p);
@@ -112,8 +101,8 @@ char *eval_haystack(int tokens, uint32_t seed) {
     /* The filler is common English words, each about one token in the
      * usual BPE vocabularies (with its leading space), and one token per
      * sentence end; so tokens are counted as words + periods. */
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    strbuf b = {0};
+    strbuf_add(&b, "", 0);
     uint32_t x = seed ? seed : 1;
     const size_t nw = sizeof filler_words / sizeof filler_words[0];
     int count = 0;
@@ -121,8 +110,8 @@ char *eval_haystack(int tokens, uint32_t seed) {
         x = x * 1664525u + 1013904223u;
         int len = 8 + (int)((x >> 24) % 7), rem = tokens - count;
         if (rem == 1) {   /* room for one word, not a sentence */
-            if (b.n) sb_put(&b, " ", 1);
-            sb_put(&b, "Overall", 7);
+            if (b.n) strbuf_add(&b, " ", 1);
+            strbuf_add(&b, "Overall", 7);
             break;
         }
         if (len > rem - 1) len = rem - 1;
@@ -133,14 +122,14 @@ char *eval_haystack(int tokens, uint32_t seed) {
                 char cap[32];
                 snprintf(cap, sizeof cap, "%s", w);
                 cap[0] = (char)toupper((unsigned char)cap[0]);
-                if (b.n) sb_put(&b, " ", 1);
-                sb_put(&b, cap, strlen(cap));
+                if (b.n) strbuf_add(&b, " ", 1);
+                strbuf_add(&b, cap, strlen(cap));
             } else {
-                sb_put(&b, " ", 1);
-                sb_put(&b, w, strlen(w));
+                strbuf_add(&b, " ", 1);
+                strbuf_add(&b, w, strlen(w));
             }
         }
-        sb_put(&b, ".", 1);
+        strbuf_add(&b, ".", 1);
         count += len + 1;
     }
     return b.p;
@@ -152,12 +141,12 @@ static char *insert_needle(const char *text, const char *needle, double depth) {
     size_t at = (size_t)(depth * (double)n);
     if (at > n) at = n;
     while (at > 0 && at < n && !(at >= 2 && text[at - 2] == '.' && text[at - 1] == ' ')) at++;
-    sbuf b = {0};
-    sb_put(&b, text, at);
-    if (at == n && n && text[n - 1] != ' ') sb_put(&b, " ", 1);
-    sb_put(&b, needle, strlen(needle));
-    sb_put(&b, " ", 1);
-    sb_put(&b, text + at, n - at);
+    strbuf b = {0};
+    strbuf_add(&b, text, at);
+    if (at == n && n && text[n - 1] != ' ') strbuf_add(&b, " ", 1);
+    strbuf_add(&b, needle, strlen(needle));
+    strbuf_add(&b, " ", 1);
+    strbuf_add(&b, text + at, n - at);
     return b.p;
 }
 

@@ -102,7 +102,8 @@ int kern_supports(const dsv4_weight *w);
 
 /* Fast products used by linear() (num/linear.c); exposed for tests and
  * benchmarks.  bf16 != 0: activations rounded to BF16 and BF16 dot
- * products (FAST mode); otherwise FP32 numerics.  ks: kernel set. */
+ * products (FAST mode); bf16 == 2 also rounds F32 weights (LIN_ROUND_F32);
+ * 0: FP32 numerics.  ks: kernel set. */
 void kern_linear(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
                  int bf16, dsv4_pool *pool);
 /* Tokens from which linear() switches from GEMV to GEMM. */

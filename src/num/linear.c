@@ -368,11 +368,12 @@ static void run_small_multi(const kern_set *ks, const linear_item *it, int n, in
 typedef struct {
     const linear_item *it;
     int n;
-    uint8_t **xq;            /* per product: T quantised tokens */
-    size_t *xq_bytes;
+    uint8_t **xq;            /* per product: T quantised tokens (shared, see run_i8) */
     int *chunk, *first;      /* per product: rows per chunk, first global chunk */
     int nchunks;
-    int *qfirst, nq;         /* quantisation tasks: (product, token) */
+    /* quantisation tasks (owner, token): the products that quantise their
+     * own input, and the first task of each */
+    int *qown, *qfirst, nown, nq;
     atomic_int next;
 } i8_job;
 
@@ -388,10 +389,10 @@ static int find_item(const int *first, int n, int g) {
 static void i8_quant_worker(void *arg, int tid, int nth) {
     i8_job *j = arg;
     for (int g = tid; g < j->nq; g += nth) {
-        int i = find_item(j->qfirst, j->n, g), t = g - j->qfirst[i];
+        int o = find_item(j->qfirst, j->nown, g), i = j->qown[o], t = g - j->qfirst[o];
         const linear_item *it = &j->it[i];
         int K = it->w->cols;
-        kern_q8x_quantize(it->w->type, it->x + (size_t)t * K, K, j->xq[i] + (size_t)t * j->xq_bytes[i]);
+        kern_q8x_quantize(it->w->type, it->x + (size_t)t * K, K, j->xq[i] + (size_t)t * kern_q8x_bytes(K));
     }
 }
 
@@ -407,7 +408,7 @@ static void i8_chunk(i8_job *j, int i, int c) {
         float *cp[4];
         for (int t = 0; t < 4; t++) {
             int tt = t0 + (t < ntok ? t : 0);
-            kern_q8x_view(j->xq[i] + (size_t)tt * j->xq_bytes[i], K, &xv[t]);
+            kern_q8x_view(j->xq[i] + (size_t)tt * kern_q8x_bytes(K), K, &xv[t]);
             xp[t] = &xv[t];
             cp[t] = it->y + (size_t)tt * rows + lo;
         }
@@ -426,23 +427,33 @@ static void i8_worker(void *arg, int tid, int nth) {
     }
 }
 
+/* A product whose input is the previous product's (w1 and w3 of an
+ * expert), in the same layout, reuses its quantised activations. */
+static int same_input(const linear_item *a, const linear_item *b) {
+    return a->x == b->x && a->T == b->T && a->w->cols == b->w->cols && a->w->type == b->w->type;
+}
+
 static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     int nth = pool_size(pool);
     i8_job j = {.it = it, .n = n};
     j.xq = malloc((size_t)n * sizeof *j.xq);
-    j.xq_bytes = malloc((size_t)n * sizeof *j.xq_bytes);
     j.chunk = malloc((size_t)n * sizeof(int));
     j.first = malloc((size_t)n * sizeof(int));
+    j.qown = malloc((size_t)n * sizeof(int));
     j.qfirst = malloc((size_t)n * sizeof(int));
-    if (!j.xq || !j.xq_bytes || !j.chunk || !j.first || !j.qfirst) abort();
+    if (!j.xq || !j.chunk || !j.first || !j.qown || !j.qfirst) abort();
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         const dsv4_weight *w = it[i].w;
-        j.xq_bytes[i] = kern_q8x_bytes(w->cols);
-        j.xq[i] = malloc((size_t)it[i].T * j.xq_bytes[i]);
-        if (!j.xq[i]) abort();
-        j.qfirst[i] = j.nq;
-        j.nq += it[i].T;
+        if (i > 0 && same_input(&it[i], &it[i - 1])) {
+            j.xq[i] = j.xq[i - 1];
+        } else {
+            j.xq[i] = malloc((size_t)it[i].T * kern_q8x_bytes(w->cols));
+            if (!j.xq[i]) abort();
+            j.qown[j.nown] = i;
+            j.qfirst[j.nown++] = j.nq;
+            j.nq += it[i].T;
+        }
         /* about 8 chunks per thread and product, multiples of 8 rows,
          * 16..128 rows */
         int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
@@ -460,8 +471,8 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     atomic_init(&j.next, 0);
     if (par && j.nchunks > 1) pool_run(pool, i8_worker, &j);
     else i8_worker(&j, 0, 1);
-    for (int i = 0; i < n; i++) free(j.xq[i]);
-    free(j.xq); free(j.xq_bytes); free(j.chunk); free(j.first); free(j.qfirst);
+    for (int o = 0; o < j.nown; o++) free(j.xq[j.qown[o]]);
+    free(j.xq); free(j.chunk); free(j.first); free(j.qown); free(j.qfirst);
 }
 
 void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {

@@ -170,8 +170,7 @@ struct gen_session {
     dsv4_dsml_stream *dsml;
     dsv4_dsml_cb cb;
     void *user;
-    char *pending;             /* text held back for stop strings */
-    size_t pend_len, pend_cap;
+    strbuf pending;            /* text held back for stop strings */
     size_t max_stop;
     int32_t *toks;
     int n_toks, cap_toks;
@@ -222,7 +221,7 @@ void gen_free(gen_session *s) {
     free(s->text_mask);
     dsv4_detok_stream_free(s->detok);
     dsv4_dsml_stream_free(s->dsml);
-    free(s->pending);
+    free(s->pending.p);
     free(s->toks);
     free(s);
 }
@@ -283,24 +282,18 @@ static int push_text(gen_session *s, const char *text, size_t len, int final) {
 
 static int push_text_valid(gen_session *s, const char *text, size_t len, int final) {
     if (!s->p.n_stop) { deliver(s, text, len); return 0; }
-    if (s->pend_len + len + 1 > s->pend_cap) {
-        s->pend_cap = (s->pend_len + len + 1) * 2;
-        s->pending = xrealloc(s->pending, s->pend_cap);
-    }
-    memcpy(s->pending + s->pend_len, text, len);
-    s->pend_len += len;
-    s->pending[s->pend_len] = 0;
+    strbuf_add(&s->pending, text, len);
     /* earliest stop string occurrence */
     size_t best = (size_t)-1;
     for (int i = 0; i < s->p.n_stop; i++) {
         size_t sl = strlen(s->stop[i]);
         if (!sl) continue;
-        char *hit = memmem(s->pending, s->pend_len, s->stop[i], sl);
-        if (hit && (size_t)(hit - s->pending) < best) { best = (size_t)(hit - s->pending); s->stop_hit = s->stop[i]; }
+        char *hit = memmem(s->pending.p, s->pending.n, s->stop[i], sl);
+        if (hit && (size_t)(hit - s->pending.p) < best) { best = (size_t)(hit - s->pending.p); s->stop_hit = s->stop[i]; }
     }
     if (best != (size_t)-1) {
-        deliver(s, s->pending, best);
-        s->pend_len = 0;
+        deliver(s, s->pending.p, best);
+        s->pending.n = 0;
         return 1;
     }
     /* keep the longest suffix that is a prefix of some stop string */
@@ -310,11 +303,11 @@ static int push_text_valid(gen_session *s, const char *text, size_t len, int fin
             size_t sl = strlen(s->stop[i]);
             if (!sl) continue;
             for (size_t k = sl - 1; k > keep; k--)
-                if (k <= s->pend_len && !memcmp(s->pending + s->pend_len - k, s->stop[i], k)) { keep = k; break; }
+                if (k <= s->pending.n && !memcmp(s->pending.p + s->pending.n - k, s->stop[i], k)) { keep = k; break; }
         }
-    deliver(s, s->pending, s->pend_len - keep);
-    memmove(s->pending, s->pending + s->pend_len - keep, keep);
-    s->pend_len = keep;
+    deliver(s, s->pending.p, s->pending.n - keep);
+    memmove(s->pending.p, s->pending.p + s->pending.n - keep, keep);
+    s->pending.n = keep;
     return 0;
 }
 

@@ -50,19 +50,7 @@ struct server {
 
 /* ---- byte buffer ------------------------------------------------------- */
 
-typedef struct { char *p; size_t n, cap; } sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static const char *sb_cstr(sbuf *b) { return b->p ? b->p : ""; }
+static const char *sb_cstr(strbuf *b) { return b->p ? b->p : ""; }
 
 /* ---- UTF-8 repair of deltas -------------------------------------------- */
 
@@ -113,7 +101,7 @@ static char *u8_take(u8carry *c, const char *t, size_t n, size_t *out_len, int f
 typedef struct {
     char id[64];
     char *name;
-    sbuf args;
+    strbuf args;
 } tool_acc;
 
 typedef struct job {
@@ -131,9 +119,9 @@ typedef struct job {
     gen_finish why;
     sched_usage usage;
     char err[256];
-    sbuf out;                 /* streaming bytes not yet sent */
+    strbuf out;                 /* streaming bytes not yet sent */
     size_t out_pos;
-    sbuf content, reasoning;
+    strbuf content, reasoning;
     tool_acc *tools;
     int n_tools;
     int block_type;           /* Anthropic: open block 0 none, 1 thinking, 2 text, 3 tool */
@@ -149,10 +137,10 @@ static void emit_json(job *j, const char *event, json_t *o) {
     if (!o) return;
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (event) { sb_str(&j->out, "event: "); sb_str(&j->out, event); sb_str(&j->out, "\n"); }
-    sb_str(&j->out, "data: ");
-    sb_str(&j->out, s);
-    sb_str(&j->out, "\n\n");
+    if (event) { strbuf_str(&j->out, "event: "); strbuf_str(&j->out, event); strbuf_str(&j->out, "\n"); }
+    strbuf_str(&j->out, "data: ");
+    strbuf_str(&j->out, s);
+    strbuf_str(&j->out, "\n\n");
     free(s);
 }
 
@@ -241,7 +229,7 @@ static void on_event_valid(job *j, const dsv4_dsml_event *ev) {
     pthread_mutex_lock(&j->mu);
     switch (ev->kind) {
     case DSV4_EV_REASONING:
-        sb_add(&j->reasoning, ev->text, ev->len);
+        strbuf_add(&j->reasoning, ev->text, ev->len);
         if (!j->stream) break;
         if (j->kind == API_CHAT) oa_chunk(j, json_pack("{s:s%}", "reasoning_content", ev->text, ev->len), NULL);
         else if (j->kind == API_MESSAGES) {
@@ -250,7 +238,7 @@ static void on_event_valid(job *j, const dsv4_dsml_event *ev) {
         }
         break;
     case DSV4_EV_CONTENT:
-        sb_add(&j->content, ev->text, ev->len);
+        strbuf_add(&j->content, ev->text, ev->len);
         if (!j->stream) break;
         if (j->kind == API_CHAT) oa_chunk(j, json_pack("{s:s%}", "content", ev->text, ev->len), NULL);
         else if (j->kind == API_COMPLETIONS) cmpl_chunk(j, ev->text, ev->len, NULL);
@@ -277,7 +265,7 @@ static void on_event_valid(job *j, const dsv4_dsml_event *ev) {
     case DSV4_EV_TOOL_ARGS: {
         if (!j->n_tools) break;
         tool_acc *t = &j->tools[j->n_tools - 1];
-        sb_add(&t->args, ev->text, ev->len);
+        strbuf_add(&t->args, ev->text, ev->len);
         if (!j->stream) break;
         if (j->kind == API_CHAT)
             oa_chunk(j, json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", j->n_tools - 1, "function", "arguments", ev->text, ev->len), NULL);
@@ -316,12 +304,12 @@ static json_t *usage_json(job *j) {
 static void stream_finish(job *j) {
     if (j->why == GEN_ERROR || j->why == GEN_CANCELLED) {
         char *e = api_error_json(j->kind, 500, j->why == GEN_ERROR ? (j->err[0] ? j->err : "generation failed") : "cancelled", NULL);
-        if (j->kind == API_MESSAGES) sb_str(&j->out, "event: error\n");
-        sb_str(&j->out, "data: ");
-        sb_str(&j->out, e);
-        sb_str(&j->out, "\n\n");
+        if (j->kind == API_MESSAGES) strbuf_str(&j->out, "event: error\n");
+        strbuf_str(&j->out, "data: ");
+        strbuf_str(&j->out, e);
+        strbuf_str(&j->out, "\n\n");
         free(e);
-        if (j->kind != API_MESSAGES) sb_str(&j->out, "data: [DONE]\n\n");
+        if (j->kind != API_MESSAGES) strbuf_str(&j->out, "data: [DONE]\n\n");
         return;
     }
     if (j->kind == API_MESSAGES) {
@@ -340,7 +328,7 @@ static void stream_finish(job *j) {
                               (json_int_t)j->created, "model", model_id(j), "choices", "usage", usage_json(j));
         emit_json(j, NULL, o);
     }
-    sb_str(&j->out, "data: [DONE]\n\n");
+    strbuf_str(&j->out, "data: [DONE]\n\n");
 }
 
 static void on_done(void *user, gen_finish why, const sched_usage *u, const char *err) {
@@ -442,7 +430,7 @@ static char *final_body(job *j) {
 /* ---- HTTP plumbing ------------------------------------------------------- */
 
 typedef struct {
-    sbuf body;
+    strbuf body;
     int too_large;
 } conn_ctx;
 
@@ -669,7 +657,7 @@ static MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *ur
     }
     if (*upload_size) {
         if (cc->body.n + *upload_size > s->o.max_body) cc->too_large = 1;
-        else sb_add(&cc->body, upload, *upload_size);
+        else strbuf_add(&cc->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }

@@ -101,3 +101,15 @@ void map_prefault(const void *map, size_t len) {
     for (size_t off = 0; off < len; off += (size_t)pg) sink ^= ((const unsigned char *)map)[off];
     (void)sink;
 }
+
+void strbuf_add(strbuf *b, const void *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void strbuf_str(strbuf *b, const char *s) { strbuf_add(b, s, strlen(s)); }

@@ -28,6 +28,15 @@ void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* Growable NUL-terminated byte string: {0} is an empty one; p stays NULL
+ * until the first add.  Free with free(b.p). */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} strbuf;
+void strbuf_add(strbuf *b, const void *s, size_t n);
+void strbuf_str(strbuf *b, const char *s);
+
 /* Join a directory and a file name into buf. */
 const char *path_join(char *buf, size_t buflen, const char *dir, const char *name);
 
