@@ -233,6 +233,7 @@ int cmd_bench(int argc, char **argv) {
         free(lg);
     }
     double hms = head_ms(m);
+    linear_profile_reset();
     decode_point dp[MAX_CTX_POINTS];
     double dsecs[MAX_CTX_POINTS];
     for (int i = 0; i < nctx; i++) {
@@ -247,6 +248,7 @@ int cmd_bench(int argc, char **argv) {
      * minutes): probe again after the decode points and take the higher
      * reading as the roofline, so a dip during the first probe cannot
      * flatter the ratio. */
+    linear_profile_report(stderr, "decode points");
     double bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5);
     fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2,
             bw2 > bw ? bw2 : bw);
@@ -270,6 +272,7 @@ int cmd_bench(int argc, char **argv) {
         int rc = 0;
         double dt = 0, cpu = 0;
         for (int r = 0; r <= PREFILL_RUNS && !rc; r++) {
+            if (r == 1) linear_profile_reset();
             dsv4_seq_reset(s);
             double t0 = now_sec(), c0 = cpu_seconds();
             rc = dsv4_forward(s, ids, prompt, logits, 0, err, sizeof err);
@@ -283,6 +286,7 @@ int cmd_bench(int argc, char **argv) {
         pf_cpu = cpu / (dt * PREFILL_RUNS * nth);
         free(ids); free(logits);
         if (rc) { fprintf(stderr, "dsv4 bench: prefill: %s\n", err); dsv4_seq_free(s); dsv4_model_free(m); return 1; }
+        linear_profile_report(stderr, "prefill runs");
         /* the GEMM peak again after the prefill: the higher reading counts */
         double peak2 = kern_probe_gemm_peak(m->pool, &peak_bf16);
         fprintf(stderr, "gemm peak   %.1f GFLOP/s after the prefill; ceiling: the higher, %.1f GFLOP/s\n", peak2,

@@ -71,8 +71,10 @@ extern const kern_set kern_c, kern_avx2, kern_avx512;
 /* ---- FAST mode, int8 activations (num/kernels_i8.c) ---------------------
  * For weights that are small integers times a block scale: the release's
  * MXFP4, GGUF MXFP4 and Q8_0.  One token's activations are quantised per
- * 32-column block and laid out for the weight format t: q (K bytes), then
- * per-lane corrections and scales (K/4 entries each).  K % 128 == 0. */
+ * 32-column block and laid out for the weight format t: q (K bytes, in the
+ * order the weight bytes come in), then per block the integer correction
+ * of the unsigned weight offset and the scale (K/32 entries each).
+ * K % 128 == 0. */
 typedef struct {
     const int8_t *q;
     const int32_t *corr;
@@ -85,9 +87,18 @@ void kern_q8x_quantize_ref(wtype t, const float *x, int K, void *buf);   /* port
 void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
-/* AVX-512 VNNI: c[t][i] = row r0+i . token t, nrow rows, ntok <= 4. */
+/* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, nrow <= 16
+ * rows, ntok <= 4 tokens. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok);
+/* AVX-512 VNNI, many tokens: the same products for nrow <= 16 rows and T
+ * tokens (x[t], c[t]), the rows' weights unpacked once per K slice into
+ * buf (KERN_I8_BUF bytes, 64-byte aligned) and reused for every token.
+ * Bit-identical to kern_i8_avx512. */
+#define KERN_I8_SLICE 8                        /* 128-column chunks per K slice */
+#define KERN_I8_BUF (KERN_I8_SLICE * 36 * 64)
+void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
+                         float *const *c, int T, void *buf);
 /* 1 if FAST-mode products take the int8 path on this kernel set (AVX-512
  * VNNI present; DSV4_INT8_ACT=0 turns it off). */
 int kern_i8_available(const kern_set *ks);

@@ -8,33 +8,39 @@
  * compute-bound at 11-14 GB/s per core, well below one core's memory
  * bandwidth.  E2M1 values times two are small integers (0, ±1, ±2, ±3,
  * ±4, ±6, ±8, ±12), so a nibble becomes an int8 through one in-register
- * byte shuffle, and vpdpbusd does 64 multiply-adds of int8 at a time
- * (one core, weights in cache: 44 GB/s of MXFP4 weights against 20).
+ * byte shuffle, and vpdpbusd does 64 multiply-adds of int8 at a time.
  *
  * Arithmetic, per 32-column block b of the activations x (kern_q8x):
  *   d_b = max|x| / 127,  q = round(x / d_b)  (int8, symmetric)
  * and per weight block with integer values v and scale s:
- *   y[r] += s * d_b * sum_k v[k] * q[k]
- * The integer sum is exact.  vpdpbusd multiplies unsigned by signed bytes,
- * so the weights enter offset to unsigned (u = v + c: c = 12 for doubled
- * E2M1, 128 for Q8_0's int8) and c * sum(q) over the same bytes, computed
- * once per token, is the initial value of the accumulator.
+ *   S_b = sum_k v[k] * q[k]                     (exact, int32)
+ *   acc = fma((float)S_b, s_b * d_b, acc)       b = 0, 1, ... in order
+ * one FP32 chain per (row, token), no final reduction.  vpdpbusd
+ * multiplies unsigned by signed bytes, so the weights enter offset to
+ * unsigned (u = v + c: c = 12 for doubled E2M1, 128 for Q8_0's int8) and
+ * -c * sum(q) over the block, computed once per token, is added to S_b.
  *
- * Lane layout: the int32 lane L of a 512-bit register sums 4 byte
- * products.  Activations are stored per 128-column chunk in the order the
- * weight bytes come in, with a correction and a scale per lane:
+ * Two kernels compute exactly this, in different register layouts:
+ *   few tokens (decode)  a row's 128-column chunk is one or two registers
+ *                        of weight bytes, 4 lanes per block; the lane sums
+ *                        of 16 rows are transposed and added into 4
+ *                        registers, one per block, lane = row.
+ *   many tokens          16 rows' weights are unpacked and transposed once
+ *                        per K slice (lane = row, 4 bytes of one block per
+ *                        lane), and each token's 4 bytes are broadcast:
+ *                        8 vpdpbusd per block and token, nothing to reduce.
+ * A (row, token) result depends only on that row and that token, so
+ * prefill, decode and batched decode agree bit for bit.
+ *
+ * q layout, per 128-column chunk, in the order the weight bytes come in:
  *   MXFP4 (release)  64 packed bytes, byte j = columns 2j (low nibble) and
- *                    2j+1 (high): q = 64 even columns, then 64 odd; lane L
- *                    is in block L/4 for both halves (one accumulator).
+ *                    2j+1 (high): q = the 64 even columns, then the 64 odd.
  *   GG_MXFP4         4 blocks of [E8M0, 16 bytes]: byte j of block b =
  *                    columns 32b+j (low) and 32b+16+j (high): q = per block
- *                    16 low columns ... then 16 high ...; lane L in block L/4.
- *   Q8_0             4 blocks of [FP16 d, 32 int8]: natural order, two
- *                    registers of 64 columns, lane L of register h in block
- *                    2h + L/8; 32 corrections and scales per chunk.
- * Each (row, token) result is accumulated per lane over the chunks in
- * order and reduced once: it does not depend on how many tokens or rows a
- * call handles, so prefill and decode agree bit for bit.
+ *                    16 low columns ... then 16 high ...
+ *   Q8_0             4 blocks of [FP16 d, 32 int8]: natural order.
+ * In all three, q bytes 4m..4m+3 of a half (64 bytes) belong to block
+ * m/4 (MXFP4 kinds) or, for Q8_0, bytes 4m.. to block m/8 of the chunk.
  */
 #include "num/cpu.h"
 #include "num/ggml_quants.h"
@@ -43,6 +49,7 @@
 #include <math.h>
 #include <stdalign.h>
 #include <string.h>
+#include <stdlib.h>
 
 /* E2M1 code -> 2*value + 12 (the unsigned operand of vpdpbusd); GGUF's
  * MXFP4 uses the same codes. */
@@ -57,17 +64,17 @@ int kern_i8_supports(const dsv4_weight *w) {
     }
 }
 
-/* q: K bytes; corr and scale: K/4 entries each (MXFP4 layouts use K/8). */
-size_t kern_q8x_bytes(int K) { return (size_t)K + (size_t)K / 4 * 8; }
+/* q: K bytes; corr and scale: K/32 entries each. */
+size_t kern_q8x_bytes(int K) { return (size_t)K + (size_t)K / 32 * 8; }
 
 void kern_q8x_view(void *buf, int K, kern_q8x *v) {
     uint8_t *b = buf;
     v->q = (const int8_t *)b;
     v->corr = (const int32_t *)(b + K);
-    v->scale = (const float *)(b + K + (size_t)K);
+    v->scale = (const float *)(b + K + (size_t)K / 32 * 4);
 }
 
-/* Columns of chunk position j (0..127) in the stored order, per layout. */
+/* Column of chunk position j (0..127) in the stored order, per layout. */
 static int q8x_col(wtype t, int j) {
     switch (t) {
     case W_MXFP4: return j < 64 ? 2 * j : 2 * (j - 64) + 1;
@@ -80,88 +87,79 @@ void kern_q8x_quantize_ref(wtype t, const float *x, int K, void *buf) {
     uint8_t *b = buf;
     int8_t *q = (int8_t *)b;
     int32_t *corr = (int32_t *)(b + K);
-    float *scale = (float *)(b + 2 * (size_t)K);
-    const int c_off = t == W_Q8_0 ? 128 : 12, lanes = t == W_Q8_0 ? 32 : 16;
+    float *scale = (float *)(b + K + (size_t)K / 32 * 4);
+    const int c_off = t == W_Q8_0 ? 128 : 12;
     for (int c = 0; c < K / 128; c++) {
         const float *xc = x + (size_t)c * 128;
         int8_t qv[128];
-        float d[4];
         for (int blk = 0; blk < 4; blk++) {
             float amax = 0.0f;
             for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xc[blk * 32 + i]));
-            d[blk] = amax / 127.0f;
             float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int sum = 0;
             for (int i = 0; i < 32; i++) {
                 float v = nearbyintf(xc[blk * 32 + i] * inv);
                 qv[blk * 32 + i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
+                sum += qv[blk * 32 + i];
             }
+            corr[c * 4 + blk] = -c_off * sum;
+            /* MXFP4: the weight bytes hold twice the E2M1 value */
+            scale[c * 4 + blk] = t == W_MXFP4 ? amax / 127.0f * 0.5f : amax / 127.0f;
         }
-        int8_t *qc = q + (size_t)c * 128;
-        for (int j = 0; j < 128; j++) qc[j] = qv[q8x_col(t, j)];
-        for (int L = 0; L < lanes; L++) {
-            /* MXFP4: lane L sums bytes 4L.. of both halves; Q8_0: lane L of
-             * the 32 covers bytes 4L..4L+3 */
-            int s = 0;
-            for (int k = 0; k < 4; k++) s += t == W_Q8_0 ? qc[4 * L + k] : qc[4 * L + k] + qc[64 + 4 * L + k];
-            corr[c * lanes + L] = -c_off * s;
-            int col = q8x_col(t, 4 * L);
-            scale[c * lanes + L] = t == W_MXFP4 ? d[col / 32] * 0.5f : d[col / 32];
-        }
+        for (int j = 0; j < 128; j++) q[(size_t)c * 128 + j] = qv[q8x_col(t, j)];
     }
 }
 
-/* The integer sum of lane `lane` of (row r, chunk c) and the lane's weight
- * scale: the portable model of the kernels below. */
-static int32_t i8_lane(const dsv4_weight *w, int r, int c, int lane, const kern_q8x *x, int lanes,
-                       float *ws) {
+/* Weight (row r, column k) as the unsigned byte u = v + c of the kernels. */
+static int i8_weight_u(const dsv4_weight *w, int r, int k) {
     const int K = w->cols;
-    int32_t sum = x->corr[c * lanes + lane];
-    const int8_t *q = x->q + (size_t)c * 128;
-    uint32_t bits;
     if (w->type == W_MXFP4) {
-        const uint8_t *p = (const uint8_t *)w->data + (size_t)r * (K / 2) + (size_t)c * 64;
-        for (int j = 0; j < 4; j++) {
-            uint8_t byte = p[4 * lane + j];
-            sum += e2m1_u8[byte & 15] * q[4 * lane + j] + e2m1_u8[byte >> 4] * q[64 + 4 * lane + j];
-        }
-        bits = (uint32_t)w->scale[(size_t)r * w->scale_cols + c * 4 + lane / 4] << 23;
-        memcpy(ws, &bits, 4);
-    } else if (w->type == W_GG_MXFP4) {
-        const uint8_t *blk = (const uint8_t *)w->data + (size_t)r * (K / 32 * 17) + (size_t)(c * 4 + lane / 4) * 17;
-        for (int j = 0; j < 4; j++) {
-            uint8_t byte = blk[1 + (lane % 4) * 4 + j];
-            sum += e2m1_u8[byte & 15] * q[4 * lane + j] + e2m1_u8[byte >> 4] * q[64 + 4 * lane + j];
-        }
-        /* GGUF: value = (2v) * 2^(e-128); the activation scale carries no
-         * 1/2 here, so the lane scale is 2^(e-128) */
-        bits = (uint32_t)(blk[0] ? blk[0] - 1 : 0) << 23;
-        memcpy(ws, &bits, 4);
-    } else {
-        const uint8_t *blk = (const uint8_t *)w->data + (size_t)r * (K / 32 * 34) + (size_t)(c * 4 + lane / 8) * 34;
-        for (int j = 0; j < 4; j++) sum += (uint8_t)(blk[2 + (lane % 8) * 4 + j] ^ 0x80) * q[4 * lane + j];
-        uint16_t h;
-        memcpy(&h, blk, 2);
-        *ws = ggml_f16_to_f32(h);
+        uint8_t byte = ((const uint8_t *)w->data)[(size_t)r * (K / 2) + k / 2];
+        return e2m1_u8[k & 1 ? byte >> 4 : byte & 15];
     }
-    return sum;
+    if (w->type == W_GG_MXFP4) {
+        const uint8_t *blk = (const uint8_t *)w->data + (size_t)r * (K / 32 * 17) + (size_t)(k / 32) * 17;
+        int i = k % 32;
+        return e2m1_u8[i < 16 ? blk[1 + i] & 15 : blk[1 + i - 16] >> 4];
+    }
+    const uint8_t *blk = (const uint8_t *)w->data + (size_t)r * (K / 32 * 34) + (size_t)(k / 32) * 34;
+    return (uint8_t)(blk[2 + k % 32] ^ 0x80);
 }
 
-/* One (row, token) product with the kernels' arithmetic: per lane FP32
- * accumulation over the chunks (two registers per chunk for Q8_0, in
- * order), then the reduction order of _mm512_reduce_add_ps. */
+/* Scale of weight block b of row r: 2^(e-127) (release MXFP4), 2^(e-128)
+ * (GGUF MXFP4: its codes stand for 2v * 2^(e-128)), FP16 d (Q8_0).  E8M0
+ * codes become float bits e << 23 (code 0 -> 0, as in the kernels). */
+static float i8_weight_scale(const dsv4_weight *w, int r, int b) {
+    const int K = w->cols;
+    uint32_t bits;
+    float f;
+    if (w->type == W_MXFP4) {
+        bits = (uint32_t)w->scale[(size_t)r * w->scale_cols + b] << 23;
+    } else if (w->type == W_GG_MXFP4) {
+        uint8_t e = ((const uint8_t *)w->data)[(size_t)r * (K / 32 * 17) + (size_t)b * 17];
+        bits = (uint32_t)(e ? e - 1 : 0) << 23;
+    } else {
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)w->data + (size_t)r * (K / 32 * 34) + (size_t)b * 34, 2);
+        return ggml_f16_to_f32(h);
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* One (row, token) product with the kernels' arithmetic. */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x) {
-    const int lanes = w->type == W_Q8_0 ? 32 : 16;
-    float acc[16] = {0};
-    for (int c = 0; c < w->cols / 128; c++)
-        for (int h = 0; h < lanes / 16; h++)
-            for (int L = 0; L < 16; L++) {
-                float ws;
-                int32_t sum = i8_lane(w, r, c, 16 * h + L, x, lanes, &ws);
-                acc[L] = fmaf((float)sum, ws * x->scale[c * lanes + 16 * h + L], acc[L]);
-            }
-    for (int h = 8; h >= 1; h /= 2)
-        for (int i = 0; i < h; i++) acc[i] += acc[i + h];
-    return acc[0];
+    float acc = 0.0f;
+    for (int b = 0; b < w->cols / 32; b++) {
+        int32_t S = x->corr[b];
+        const int8_t *qc = x->q + (size_t)(b / 4) * 128;
+        for (int j = 0; j < 128; j++) {
+            int col = (b / 4) * 128 + q8x_col(w->type, j);
+            if (col / 32 == b) S += i8_weight_u(w, r, col) * qc[j];
+        }
+        acc = fmaf((float)S, i8_weight_scale(w, r, b) * x->scale[b], acc);
+    }
+    return acc;
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -177,18 +175,17 @@ static TGT void q8x_quantize_avx512(wtype t, const float *x, int K, void *buf) {
     uint8_t *b = buf;
     int8_t *q = (int8_t *)b;
     int32_t *corr = (int32_t *)(b + K);
-    float *scale = (float *)(b + 2 * (size_t)K);
+    float *scale = (float *)(b + K + (size_t)K / 32 * 4);
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const __m512i ones = _mm512_set1_epi8(1);
     for (int c = 0; c < K / 128; c++) {
         const float *xc = x + (size_t)c * 128;
         __m128i lo[4], hi[4];   /* per block: the 16 bytes of each half */
-        float d[4];
         for (int blk = 0; blk < 4; blk++) {
             __m512 v0 = _mm512_loadu_ps(xc + 32 * blk), v1 = _mm512_loadu_ps(xc + 32 * blk + 16);
             float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-            d[blk] = amax / 127.0f;
+            scale[c * 4 + blk] = t == W_MXFP4 ? amax / 127.0f * 0.5f : amax / 127.0f;
             __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
             __m512 a = v0, h = v1;
             if (t == W_MXFP4) { a = _mm512_permutex2var_ps(v0, ev, v1); h = _mm512_permutex2var_ps(v0, od, v1); }
@@ -206,31 +203,31 @@ static TGT void q8x_quantize_avx512(wtype t, const float *x, int K, void *buf) {
         }
         _mm512_storeu_si512((void *)(q + (size_t)c * 128), R0);
         _mm512_storeu_si512((void *)(q + (size_t)c * 128 + 64), R1);
-        /* lane sums of the signed bytes: u8 ones x s8 values */
+        /* block sums of the signed bytes: u8 ones x s8 values, then lanes */
         __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, R0);
         __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, R1);
         if (t == W_Q8_0) {
-            _mm512_storeu_si512((void *)(corr + c * 32), _mm512_mullo_epi32(s0, _mm512_set1_epi32(-128)));
-            _mm512_storeu_si512((void *)(corr + c * 32 + 16), _mm512_mullo_epi32(s1, _mm512_set1_epi32(-128)));
-            _mm512_storeu_ps(scale + c * 32, _mm512_set_ps(d[1], d[1], d[1], d[1], d[1], d[1], d[1], d[1],
-                                                           d[0], d[0], d[0], d[0], d[0], d[0], d[0], d[0]));
-            _mm512_storeu_ps(scale + c * 32 + 16, _mm512_set_ps(d[3], d[3], d[3], d[3], d[3], d[3], d[3], d[3],
-                                                                d[2], d[2], d[2], d[2], d[2], d[2], d[2], d[2]));
+            corr[c * 4 + 0] = -128 * _mm512_mask_reduce_add_epi32(0x00FF, s0);
+            corr[c * 4 + 1] = -128 * _mm512_mask_reduce_add_epi32(0xFF00, s0);
+            corr[c * 4 + 2] = -128 * _mm512_mask_reduce_add_epi32(0x00FF, s1);
+            corr[c * 4 + 3] = -128 * _mm512_mask_reduce_add_epi32(0xFF00, s1);
         } else {
-            _mm512_storeu_si512((void *)(corr + c * 16), _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(-12)));
-            __m512 sc = _mm512_set_ps(d[3], d[3], d[3], d[3], d[2], d[2], d[2], d[2],
-                                      d[1], d[1], d[1], d[1], d[0], d[0], d[0], d[0]);
-            if (t == W_MXFP4) sc = _mm512_mul_ps(sc, _mm512_set1_ps(0.5f));
-            _mm512_storeu_ps(scale + c * 16, sc);
+            __m512i s = _mm512_add_epi32(s0, s1);
+            for (int blk = 0; blk < 4; blk++)
+                corr[c * 4 + blk] = -12 * _mm512_mask_reduce_add_epi32((__mmask16)(0xF << (4 * blk)), s);
         }
     }
 }
 
 /* GGUF MXFP4, 4 blocks of [E8M0, 16 code bytes] = 68 bytes, loaded as A =
  * bytes 0..63 and B = bytes 4..67: vpermt2b indices of the code bytes
- * (block b/16, byte b%16), and vpermb indices of each lane's exponent. */
+ * (block b/16, byte b%16). */
 static const alignas(64) uint8_t gg_code_idx[64] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 124, 125, 126, 127};
-static const alignas(64) uint8_t gg_exp_idx[64] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 17, 0, 0, 0, 17, 0, 0, 0, 17, 0, 0, 0, 34, 0, 0, 0, 34, 0, 0, 0, 34, 0, 0, 0, 34, 0, 0, 0, 51, 0, 0, 0, 51, 0, 0, 0, 51, 0, 0, 0, 51, 0, 0, 0};
+
+/* e2m1_u8 four times: a vpermb table indexed by the low 6 bits */
+static const alignas(64) uint8_t e2m1_u8x4[64] = {
+    12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+    12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 
 #define I8_VBMI 0
 #define I8_TGT TGT
@@ -251,11 +248,18 @@ static const alignas(64) uint8_t gg_exp_idx[64] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok) {
-    /* the VBMI build only differs for GGUF MXFP4 */
-    if (w->type == W_GG_MXFP4 && cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
+    if (cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
         kern_i8_vbmi(w, r0, nrow, x, c, ntok);
     else
         kern_i8_base(w, r0, nrow, x, c, ntok);
+}
+
+void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
+                         float *const *c, int T, void *buf) {
+    if (cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
+        kern_i8_gemm_vbmi(w, r0, nrow, x, c, T, buf);
+    else
+        kern_i8_gemm_base(w, r0, nrow, x, c, T, buf);
 }
 
 void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) {
@@ -264,4 +268,8 @@ void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) {
 }
 #else
 void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) { kern_q8x_quantize_ref(t, x, K, buf); }
+void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
+                    float *const *c, int ntok) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; }
+void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
+                         float *const *c, int T, void *buf) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)T; (void)buf; }
 #endif

@@ -28,8 +28,12 @@
 #include "num/kernels.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
+#include <ctype.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 int kern_gemm_min_t = 16;
 
@@ -369,7 +373,7 @@ typedef struct {
     const linear_item *it;
     int n;
     uint8_t **xq;            /* per product: T quantised tokens (shared, see run_i8) */
-    int *chunk, *first;      /* per product: rows per chunk, first global chunk */
+    int *chunk, *nch, *first;  /* per product: rows per chunk, chunks, first global chunk */
     int nchunks;
     /* quantisation tasks (owner, token): the products that quantise their
      * own input, and the first task of each */
@@ -396,10 +400,30 @@ static void i8_quant_worker(void *arg, int tid, int nth) {
     }
 }
 
-static void i8_chunk(i8_job *j, int i, int c) {
+/* Tokens from which a product takes the packed-weight int8 kernel (the
+ * two int8 kernels give identical results; this is only speed). */
+#define I8_GEMM_MIN_T 8
+
+static void i8_chunk(i8_job *j, int i, int c, void **buf) {
     const linear_item *it = &j->it[i];
     int K = it->w->cols, rows = it->w->rows;
-    int lo = c * j->chunk[i], hi = lo + j->chunk[i] < rows ? lo + j->chunk[i] : rows;
+    /* the last chunk takes the remainder: the kernels' 16-row passes then
+     * stay inside their own chunk */
+    int lo = c * j->chunk[i], hi = c == j->nch[i] - 1 ? rows : lo + j->chunk[i];
+    size_t qb = kern_q8x_bytes(K);
+    if (it->T >= I8_GEMM_MIN_T) {
+        if (!*buf && !(*buf = aligned_alloc(64, KERN_I8_BUF))) abort();
+        kern_q8x *xv = malloc((size_t)it->T * sizeof *xv);
+        float **cp = malloc((size_t)it->T * sizeof *cp);
+        if (!xv || !cp) abort();
+        for (int t = 0; t < it->T; t++) {
+            kern_q8x_view(j->xq[i] + (size_t)t * qb, K, &xv[t]);
+            cp[t] = it->y + (size_t)t * rows + lo;
+        }
+        kern_i8_gemm_avx512(it->w, lo, hi - lo, xv, cp, it->T, *buf);
+        free(xv); free(cp);
+        return;
+    }
     /* the chunk's rows (<= 256 KiB) stay in L2 across token groups */
     for (int t0 = 0; t0 < it->T; t0 += 4) {
         int ntok = it->T - t0 < 4 ? it->T - t0 : 4;
@@ -408,7 +432,7 @@ static void i8_chunk(i8_job *j, int i, int c) {
         float *cp[4];
         for (int t = 0; t < 4; t++) {
             int tt = t0 + (t < ntok ? t : 0);
-            kern_q8x_view(j->xq[i] + (size_t)tt * kern_q8x_bytes(K), K, &xv[t]);
+            kern_q8x_view(j->xq[i] + (size_t)tt * qb, K, &xv[t]);
             xp[t] = &xv[t];
             cp[t] = it->y + (size_t)tt * rows + lo;
         }
@@ -419,12 +443,14 @@ static void i8_chunk(i8_job *j, int i, int c) {
 static void i8_worker(void *arg, int tid, int nth) {
     (void)tid; (void)nth;
     i8_job *j = arg;
+    void *buf = NULL;
     for (;;) {
         int g = atomic_fetch_add(&j->next, 1);
         if (g >= j->nchunks) break;
         int i = find_item(j->first, j->n, g);
-        i8_chunk(j, i, g - j->first[i]);
+        i8_chunk(j, i, g - j->first[i], &buf);
     }
+    free(buf);
 }
 
 /* A product whose input is the previous product's (w1 and w3 of an
@@ -438,10 +464,11 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     i8_job j = {.it = it, .n = n};
     j.xq = malloc((size_t)n * sizeof *j.xq);
     j.chunk = malloc((size_t)n * sizeof(int));
+    j.nch = malloc((size_t)n * sizeof(int));
     j.first = malloc((size_t)n * sizeof(int));
     j.qown = malloc((size_t)n * sizeof(int));
     j.qfirst = malloc((size_t)n * sizeof(int));
-    if (!j.xq || !j.chunk || !j.first || !j.qown || !j.qfirst) abort();
+    if (!j.xq || !j.chunk || !j.nch || !j.first || !j.qown || !j.qfirst) abort();
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         const dsv4_weight *w = it[i].w;
@@ -454,15 +481,16 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
             j.qfirst[j.nown++] = j.nq;
             j.nq += it[i].T;
         }
-        /* about 8 chunks per thread and product, multiples of 8 rows,
-         * 16..128 rows */
+        /* about 8 chunks per thread and product, multiples of 16 rows
+         * (the kernels' row group), 16..128 rows */
         int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
-        chunk = (chunk + 7) / 8 * 8;
+        chunk = (chunk + 15) / 16 * 16;
         if (chunk > 128) chunk = 128;
         if (chunk < 16) chunk = 16;
         j.chunk[i] = chunk;
+        j.nch[i] = w->rows / chunk > 0 ? w->rows / chunk : 1;
         j.first[i] = j.nchunks;
-        j.nchunks += (w->rows + chunk - 1) / chunk;
+        j.nchunks += j.nch[i];
         work += (size_t)w->rows * w->cols * it[i].T;
     }
     int par = pool && nth > 1 && work >= 65536;
@@ -472,7 +500,7 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     if (par && j.nchunks > 1) pool_run(pool, i8_worker, &j);
     else i8_worker(&j, 0, 1);
     for (int o = 0; o < j.nown; o++) free(j.xq[j.qown[o]]);
-    free(j.xq); free(j.chunk); free(j.first); free(j.qown); free(j.qfirst);
+    free(j.xq); free(j.chunk); free(j.nch); free(j.first); free(j.qown); free(j.qfirst);
 }
 
 void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
@@ -523,8 +551,87 @@ static void read_env_once(void) {
     done = 1;
 }
 
+/* ---- profile (DSV4_PROFILE=1) ---------------------------------------------
+ * Wall time and weight bytes per tensor name, the layer and expert numbers
+ * folded ("layers.#.ffn.experts.#.w1"), so that a decode run shows which
+ * products stream at memory speed and which do not.  Products are called
+ * from one thread (the pool parallelises inside them), so plain counters
+ * do; a linear_multi is booked under its first item's name. */
+#define PROF_MAX 96
+typedef struct { char name[80]; long calls; double sec; double bytes; } prof_row;
+static prof_row prof_rows[PROF_MAX];
+static int prof_n, prof_depth, prof_on = -1;
+
+static int profile_enabled(void) {
+    if (prof_on < 0) {
+        const char *e = getenv("DSV4_PROFILE");
+        prof_on = e && *e && *e != '0';
+    }
+    return prof_on;
+}
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_add(const dsv4_weight *w, const char *suffix, double sec, double bytes) {
+    char key[80];
+    const char *s = w->name ? w->name : "(unnamed)";
+    size_t k = 0;
+    for (; *s && k + 1 < sizeof key; s++) {
+        if (isdigit((unsigned char)*s)) {
+            while (isdigit((unsigned char)s[1])) s++;
+            key[k++] = '#';
+        } else key[k++] = *s;
+    }
+    key[k] = 0;
+    if (k > 7 && !strcmp(key + k - 7, ".weight")) key[k - 7] = 0;
+    if (suffix) snprintf(key + strlen(key), sizeof key - strlen(key), "%s", suffix);
+    int i = 0;
+    while (i < prof_n && strcmp(prof_rows[i].name, key)) i++;
+    if (i == prof_n) {
+        if (prof_n == PROF_MAX) return;
+        snprintf(prof_rows[prof_n++].name, sizeof prof_rows[0].name, "%s", key);
+    }
+    prof_rows[i].calls++;
+    prof_rows[i].sec += sec;
+    prof_rows[i].bytes += bytes;
+}
+
+void linear_profile_reset(void) { prof_n = 0; }
+
+void linear_profile_report(FILE *f, const char *title) {
+    if (!profile_enabled() || !prof_n) return;
+    double tsec = 0, tbytes = 0;
+    for (int i = 0; i < prof_n; i++) { tsec += prof_rows[i].sec; tbytes += prof_rows[i].bytes; }
+    fprintf(f, "products of the %s (DSV4_PROFILE):\n", title);
+    fprintf(f, "%-44s %8s %10s %6s %10s %8s\n", "weight", "calls", "ms", "%", "MB", "GB/s");
+    for (int i = 0; i < prof_n; i++) {
+        const prof_row *r = &prof_rows[i];
+        fprintf(f, "%-44s %8ld %10.2f %6.1f %10.1f %8.1f\n", r->name, r->calls, 1e3 * r->sec,
+                100.0 * r->sec / tsec, r->bytes / 1e6, r->sec > 0 ? r->bytes / r->sec / 1e9 : 0.0);
+    }
+    fprintf(f, "%-44s %8s %10.2f %6.1f %10.1f %8.1f\n", "all products", "", 1e3 * tsec, 100.0,
+            tbytes / 1e6, tsec > 0 ? tbytes / tsec / 1e9 : 0.0);
+}
+
+static void linear_run(const dsv4_weight *w, const float *x, int T, float *y,
+                       dsv4_mode mode, int flags, dsv4_pool *pool);
+
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool) {
+    if (!profile_enabled() || prof_depth) { linear_run(w, x, T, y, mode, flags, pool); return; }
+    double t0 = prof_now();
+    prof_depth++;
+    linear_run(w, x, T, y, mode, flags, pool);
+    prof_depth--;
+    prof_add(w, NULL, prof_now() - t0, (double)weight_bytes(w));
+}
+
+static void linear_run(const dsv4_weight *w, const float *x, int T, float *y,
+                       dsv4_mode mode, int flags, dsv4_pool *pool) {
     read_env_once();
     /* GGUF block formats have their own kernels (num/ggml_quants.c); FAST
      * mode lets them quantise activations to int8 as llama.cpp does */
@@ -545,7 +652,19 @@ void linear(const dsv4_weight *w, const float *x, int T, float *y,
                 mode == DSV4_MODE_FAST ? (flags & LIN_ROUND_F32 ? 2 : 1) : 0, pool);
 }
 
+static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool);
+
 void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
+    if (!profile_enabled() || prof_depth || n <= 0) { linear_multi_run(items, n, mode, pool); return; }
+    double t0 = prof_now(), bytes = 0;
+    prof_depth++;
+    linear_multi_run(items, n, mode, pool);
+    prof_depth--;
+    for (int i = 0; i < n; i++) bytes += (double)weight_bytes(items[i].w);
+    prof_add(items[0].w, " (multi)", prof_now() - t0, bytes);
+}
+
+static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
     read_env_once();
     if (n <= 0) return;
     const kern_set *ks = kern_for_isa(cpu_isa());

@@ -17,6 +17,7 @@
 #ifndef DSV4_LINEAR_H
 #define DSV4_LINEAR_H
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include "dsv4.h"
 
@@ -82,6 +83,11 @@ void linear_ref(const dsv4_weight *w, const float *x, int T, float *y,
 
 /* Dequantise row r of W into out[cols] (exact values). */
 void weight_row_f32(const dsv4_weight *w, int r, float *out);
+
+/* DSV4_PROFILE=1: per tensor name (layer/expert numbers folded) the calls,
+ * wall time, weight bytes and GB/s of every product since the last reset. */
+void linear_profile_reset(void);
+void linear_profile_report(FILE *f, const char *title);
 
 /* Bytes of W that a product reads (data + scales). */
 size_t weight_bytes(const dsv4_weight *w);
