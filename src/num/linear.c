@@ -593,6 +593,7 @@ static void prof_add(const dsv4_weight *w, const char *suffix, double sec, doubl
     while (i < prof_n && strcmp(prof_rows[i].name, key)) i++;
     if (i == prof_n) {
         if (prof_n == PROF_MAX) return;
+        prof_rows[prof_n] = (prof_row){0};
         snprintf(prof_rows[prof_n++].name, sizeof prof_rows[0].name, "%s", key);
     }
     prof_rows[i].calls++;
