@@ -554,15 +554,19 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
     UNROLL for (int i = 0; i < NR; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
     const int same_blk = (r0 >> 7) == ((r0 + nrow - 1) >> 7) && VBMI;
     /* Prefetch the next group of rows (contiguous in memory: NR rows x
-     * rowb bytes).  FP8/MXFP4: in address order, one piece per (step,
-     * row), so that DRAM sees one sequential stream per thread instead of
-     * NR interleaved ones (read test, 2 threads: 8 interleaved streams
-     * 37 GB/s, 8 rows fetched in order 48 GB/s, 1 stream 51 GB/s; FP8
-     * GEMV 16384x4096 45-69 against 39-54 GB/s).  BF16/F32 groups (64 KiB
-     * and more) overflow L1 that way; they prefetch the same columns of
-     * the next group (BF16 head: 51-56 against 46-51 GB/s). */
+     * rowb bytes) in address order, one piece per (step, row), so that
+     * DRAM sees one sequential stream per thread instead of NR interleaved
+     * ones (read test, 2 threads: 8 interleaved streams 37 GB/s, 8 rows
+     * fetched in order 48 GB/s, 1 stream 51 GB/s; FP8 GEMV 16384x4096
+     * 45-69 against 39-54 GB/s).  Groups over 16 KiB go to L2
+     * (prefetcht1), where they do not evict the group being read (2
+     * threads, alternating in one process: BF16 head 129280x4096 31.7 ->
+     * 35.6 GB/s, FP8 4096x4096 27.4 -> 35.1); smaller ones to L1 (FP8
+     * 32768x1024, 8 KiB groups: L1 35.7, L2 32.2 GB/s). */
+
     const size_t rowb = (size_t)(K / 32) * STEP_BYTES(TY), stepb = 2 * STEP_BYTES(TY);
     const uint8_t *next = rp[0].p + (size_t)NR * rowb;
+    const int to_l1 = (size_t)NR * rowb <= 16384;
     __m512i i0 = _mm512_setzero_si512(), i1 = i0;
     if (TY == W_FP8) { i0 = ilv_idx(0); i1 = ilv_idx(32); }
     fp8_tabs ft = {i0, i0, i0, i0};
@@ -584,11 +588,21 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
                 b1[t] = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k + 32));
             }
             UNROLL for (int i = 0; i < NR; i++) {
-                if (TY == W_FP8 || TY == W_MXFP4) {
+                {
+                    /* the next group's bytes in address order, one step's
+                     * worth per (step, row), into L2 */
                     size_t off = ((size_t)k / 64 * NR + (size_t)i) * stepb;
-                    if (!(off & 63)) _mm_prefetch((const char *)(next + off), _MM_HINT_T0);
-                } else {
-                    prefetch_row(rp[i], k, TY, (size_t)NR * rowb);
+                    if (to_l1) {
+                        if (!(off & 63)) _mm_prefetch((const char *)(next + off), _MM_HINT_T0);
+                        if (stepb >= 128) _mm_prefetch((const char *)(next + off + 64), _MM_HINT_T0);
+                    } else {
+                        if (!(off & 63)) _mm_prefetch((const char *)(next + off), _MM_HINT_T1);
+                        if (stepb >= 128) _mm_prefetch((const char *)(next + off + 64), _MM_HINT_T1);
+                        if (stepb >= 256) {
+                            _mm_prefetch((const char *)(next + off + 128), _MM_HINT_T1);
+                            _mm_prefetch((const char *)(next + off + 192), _MM_HINT_T1);
+                        }
+                    }
                 }
                 __m512bh a0, a1;
                 if (TY == W_BF16) {
