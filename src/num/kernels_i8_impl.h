@@ -14,7 +14,7 @@
 #define I8_CHB(TY) ((TY) == W_MXFP4 ? 64 : (TY) == W_GG_MXFP4 ? 68 : 136)
 
 typedef struct {
-    __m512i lut, lut64, m4, flip, gg_idx;
+    __m512i lut, lut64, m4, flip, gg_idx, gg_eidx;
 } I8_FN(i8_consts);
 
 I8_INL I8_FN(i8_consts) I8_FN(i8_consts_init)(const wtype TY) {
@@ -23,8 +23,11 @@ I8_INL I8_FN(i8_consts) I8_FN(i8_consts_init)(const wtype TY) {
     k.lut64 = _mm512_load_si512((const void *)e2m1_u8x4);
     k.m4 = _mm512_set1_epi8(0x0F);
     k.flip = _mm512_set1_epi8((char)0x80);
-    k.gg_idx = k.m4;
-    if (I8_VBMI && TY == W_GG_MXFP4) k.gg_idx = _mm512_load_si512((const void *)gg_code_idx);
+    k.gg_idx = k.gg_eidx = k.m4;
+    if (I8_VBMI && TY == W_GG_MXFP4) {
+        k.gg_idx = _mm512_load_si512((const void *)gg_code_idx);
+        k.gg_eidx = _mm512_set1_epi32(51 << 24 | 34 << 16 | 17 << 8);
+    }
     return k;
 }
 
@@ -34,7 +37,7 @@ I8_INL I8_FN(i8_consts) I8_FN(i8_consts_init)(const wtype TY) {
  * blocks 2-3, dword m in block m/8 of its register.  *code: the row's four
  * block scales as stored (E8M0 bytes, or FP16 halves). */
 I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i8_consts) *k,
-                             __m512i *u0, __m512i *u1, uint64_t *code, const wtype TY) {
+                             __m512i *u0, __m512i *u1, uint64_t *code, __m512i *exps, int row, const wtype TY) {
     if (TY == W_Q8_0) {
         __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pp + 2))),
                                        _mm256_loadu_si256((const __m256i *)(pp + 36)), 1);
@@ -58,6 +61,8 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
             /* the 4 x 16 code bytes of 68 in one byte permute of two loads */
             __m512i A = _mm512_loadu_si512((const void *)pp), B = _mm512_loadu_si512((const void *)(pp + 4));
             wv = _mm512_permutex2var_epi8(A, k->gg_idx, B);
+            /* the 4 exponent bytes (0, 17, 34, 51) into dword `row` of exps */
+            *exps = _mm512_mask_permutexvar_epi8(*exps, (__mmask64)0xF << (4 * row), k->gg_eidx, A);
         } else {
             wv = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(
                      _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(pp + 1))),
@@ -65,7 +70,8 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
                      _mm_loadu_si128((const __m128i *)(pp + 35)), 2),
                      _mm_loadu_si128((const __m128i *)(pp + 52)), 3);
         }
-        e = (uint32_t)pp[0] | (uint32_t)pp[17] << 8 | (uint32_t)pp[34] << 16 | (uint32_t)pp[51] << 24;
+        if (!I8_VBMI) e = (uint32_t)pp[0] | (uint32_t)pp[17] << 8 | (uint32_t)pp[34] << 16 | (uint32_t)pp[51] << 24;
+        else e = 0;
     }
     if (I8_VBMI) {
         /* vpermb reads only the low 6 bits of an index: a 64-entry table
@@ -81,7 +87,7 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
 
 /* The block scales of 16 rows (code[i] from i8_unpack), one register per
  * block of the chunk, lane = row. */
-I8_INL void I8_FN(i8_scales)(const uint64_t *code, __m512 ws[4], const wtype TY) {
+I8_INL void I8_FN(i8_scales)(const uint64_t *code, __m512i exps, __m512 ws[4], const wtype TY) {
     if (TY == W_Q8_0) {
         __m512i z0 = _mm512_loadu_si512((const void *)code), z1 = _mm512_loadu_si512((const void *)(code + 8));
         UNROLL for (int b = 0; b < 4; b++) {
@@ -94,9 +100,12 @@ I8_INL void I8_FN(i8_scales)(const uint64_t *code, __m512 ws[4], const wtype TY)
         }
         return;
     }
-    /* the low dword of each qword: the 4 exponent bytes of row i */
-    __m512i e = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)code))),
-                                   _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)(code + 8))), 1);
+    /* dword i: the 4 exponent bytes of row i (GGUF MXFP4 with VBMI: in
+     * exps already; else the low dword of code[i]) */
+    __m512i e = exps;
+    if (!(I8_VBMI && TY == W_GG_MXFP4))
+        e = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)code))),
+                               _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)(code + 8))), 1);
     const __m512i ff = _mm512_set1_epi32(0xFF);
     UNROLL for (int b = 0; b < 4; b++) {
         __m512i eb = _mm512_and_si512(_mm512_srli_epi32(e, 8 * b), ff);
@@ -196,6 +205,7 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
     alignas(64) uint32_t es[16][16];
     for (int ch = 0; ch < nc; ch++) {
         alignas(64) uint64_t code[16];
+        __m512i exps = _mm512_setzero_si512();
         if (TY == W_MXFP4 && !(ch & 15)) {
             const int nb = nc - ch < 16 ? 4 * (nc - ch) : 64;
             const __mmask64 bm = nb == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
@@ -220,7 +230,7 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
                     if (TY != W_MXFP4) _mm_prefetch(pf + 64, _MM_HINT_T1);
                     if (TY == W_Q8_0) _mm_prefetch(pf + 128, _MM_HINT_T1);
                     __m512i u0, u1;
-                    I8_FN(i8_unpack)(base + (size_t)i * rb + (size_t)ch * cb, NULL, &k, &u0, &u1, &code[i], TY);
+                    I8_FN(i8_unpack)(base + (size_t)i * rb + (size_t)ch * cb, NULL, &k, &u0, &u1, &code[i], &exps, i, TY);
                     UNROLL for (int t = 0; t < NT; t++)
                         V[t][e] = I8_FN(i8_lanes)(u0, u1, x[t]->q + (size_t)ch * 128, TY);
                 }
@@ -245,7 +255,7 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
             UNROLL for (int b = 0; b < 4; b++)
                 ws[b] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8 * b), _mm512_set1_epi32(0xFF)), 23));
         } else {
-            I8_FN(i8_scales)(code, ws, TY);
+            I8_FN(i8_scales)(code, exps, ws, TY);
         }
         I8_FN(i8_dec_fold)(Q, ws, x, ch, acc, NT);
     }
@@ -265,12 +275,13 @@ I8_INL void I8_FN(i8_pack)(const dsv4_weight *w, int r0, int c0, int n, __m512i 
     const I8_FN(i8_consts) k = I8_FN(i8_consts_init)(TY);
     for (int ch = 0; ch < n; ch++) {
         alignas(64) uint64_t code[16];
+        __m512i exps = _mm512_setzero_si512();
         __m512i u[2][16];
         UNROLL for (int i = 0; i < 16; i++) {
             int r = r0 + i;
             const uint8_t *pp = (const uint8_t *)w->data + (size_t)r * rb + (size_t)(c0 + ch) * cb;
             const uint8_t *sp = TY == W_MXFP4 ? w->scale + (size_t)r * w->scale_cols + (size_t)(c0 + ch) * 4 : NULL;
-            I8_FN(i8_unpack)(pp, sp, &k, &u[0][i], &u[1][i], &code[i], TY);
+            I8_FN(i8_unpack)(pp, sp, &k, &u[0][i], &u[1][i], &code[i], &exps, i, TY);
         }
         UNROLL for (int h = 0; h < 2; h++) {
             I8_FN(i8_tr16)(u[h]);
@@ -282,7 +293,7 @@ I8_INL void I8_FN(i8_pack)(const dsv4_weight *w, int r0, int c0, int n, __m512i 
             }
         }
         __m512 ws[4];
-        I8_FN(i8_scales)(code, ws, TY);
+        I8_FN(i8_scales)(code, exps, ws, TY);
         UNROLL for (int b = 0; b < 4; b++) _mm512_store_ps((void *)&buf[I8_SLOT(ch, b, 8)], ws[b]);
     }
 }
