@@ -10,6 +10,8 @@
  * scoring pass over the compressed keys (context/4 dot products).
  */
 #include "model/ops.h"
+#include "num/cpu.h"
+#include "num/kernels.h"
 #include "num/vecops.h"
 #include "util/util.h"
 #include <float.h>
@@ -148,6 +150,7 @@ void layer_state_reset(const dsv4_model *m, int li, layer_state *ls) {
     if (l->has_indexer) {
         int n = 8 * 2 * c->index_head_dim;
         for (int i = 0; i < n; i++) { ls->ikv_state[i] = 0.0f; ls->isc_state[i] = -INFINITY; }
+        ls->ikv_bf16_n = 0;
     }
 }
 
@@ -227,6 +230,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
         }
         compressor_finish(m, cw, tmp, j * r);
         memcpy(cache + (size_t)j * d, tmp, (size_t)d * sizeof(float));
+        if (indexer && j < ls->ikv_bf16_n) ls->ikv_bf16_n = j;   /* row j rewritten */
     }
     free(kvp);
     free(scp);
@@ -235,6 +239,24 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
 }
 
 /* ---- lightning indexer (spec 4.5) ----------------------------------------- */
+
+/* FAST mode on kernel sets with BF16 tiles: the score product reads the
+ * keys as BF16, which the GEMM would round them to anyway (LIN_ROUND_F32);
+ * keeping a BF16 copy, converted once per key by the same kernel routine,
+ * halves the bytes read per token and drops the per-token conversion, with
+ * bit-identical scores.  Returns the BF16 keys [0, nb), or NULL where the
+ * F32 path applies. */
+static const uint16_t *indexer_keys_bf16(dsv4_model *m, layer_state *ls, int nb, int ID) {
+    const kern_set *ks = kern_for_isa(cpu_isa());
+    if (m->mode != DSV4_MODE_FAST || !ks->tile_bf16 || !ks->deq_bf16 || ID % 64) return NULL;
+    if (ls->ikv_bf16_n < nb) {
+        dsv4_weight kw = {.type = W_F32, .rows = nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
+        int r0 = ls->ikv_bf16_n;
+        ks->deq_bf16(&kw, r0, nb - r0, 0, ID, ls->ikv_bf16 + (size_t)r0 * ID);
+        ls->ikv_bf16_n = nb;
+    }
+    return ls->ikv_bf16;
+}
 
 /* Selected compressed-block ids for every row: sel[t*k_max ...], count in
  * nsel[t] (valid ids first, descending score). */
@@ -269,7 +291,7 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
     size_t dots_cap = 0;
     int chunk_a = 0, chunk_b = 0, chunk_nb = 0;
     for (int t = 0; t < T; t++) {
-        const layer_state *ls = &rows[t].seq->ls[li];
+        layer_state *ls = &rows[t].seq->ls[li];
         int nb = (rows[t].pos + 1) / 4;
         if (t >= chunk_b) {
             chunk_a = t;
@@ -285,6 +307,8 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
             if (need > dots_cap) { free(dots); dots = xmalloc(need * sizeof(float)); dots_cap = need; }
             if (chunk_nb) {
                 dsv4_weight kw = {.type = W_F32, .rows = chunk_nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
+                const uint16_t *kb = indexer_keys_bf16(m, ls, chunk_nb, ID);
+                if (kb) { kw.type = W_BF16; kw.data = kb; }
                 linear(&kw, q + (size_t)chunk_a * IH * ID, (chunk_b - chunk_a) * IH, dots, m->mode,
                        LIN_OUT_BF16 | LIN_ROUND_F32, m->pool);
             }

@@ -84,6 +84,11 @@ typedef struct layer_state {
     float *ckv;                   /* [cap/ratio][hd] compressed KV */
     float *kv_state, *sc_state;   /* [coff*ratio][coff*hd] */
     float *ikv;                   /* [cap/4][ihd] indexer keys */
+    /* FAST mode: the keys rounded to BF16 exactly as the GEMM's weight
+     * conversion does, rows [0, ikv_bf16_n) valid; any other write to ikv
+     * lowers ikv_bf16_n (see indexer_keys_bf16 in attention.c) */
+    uint16_t *ikv_bf16;           /* [cap/4][ihd] */
+    int ikv_bf16_n;
     float *ikv_state, *isc_state; /* [8][2*ihd] */
 } layer_state;
 
