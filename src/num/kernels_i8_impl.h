@@ -1,8 +1,9 @@
 /*
  * kernels_i8_impl.h - the int8-activation kernel bodies of kernels_i8.c,
  * compiled twice: for AVX-512 VNNI, and for AVX-512 VNNI + VBMI (byte
- * permutes, used for GGUF MXFP4's 17-byte blocks).  Included only by
- * kernels_i8.c with I8_TGT, I8_INL, I8_FN(name) and I8_VBMI defined.
+ * permutes: the E2M1 table lookup without masking, GGUF MXFP4's 17-byte
+ * blocks and their exponents).  Included only by kernels_i8.c with I8_TGT,
+ * I8_INL, I8_FN(name) and I8_VBMI defined.
  *
  * Both kernels take 16 rows at a time, one row per FP32 lane, and fold the
  * 32-column blocks into one accumulator per (row, token) in block order:
@@ -35,7 +36,8 @@ I8_INL I8_FN(i8_consts) I8_FN(i8_consts_init)(const wtype TY) {
  * unsigned bytes of vpdpbusd: MXFP4 kinds: u0 = low nibbles, u1 = high
  * nibbles, dword m of either in block m/4; Q8_0: u0 = blocks 0-1, u1 =
  * blocks 2-3, dword m in block m/8 of its register.  *code: the row's four
- * block scales as stored (E8M0 bytes, or FP16 halves). */
+ * block scales as stored (E8M0 bytes, or FP16 halves); GGUF MXFP4 with
+ * VBMI merges its four exponent bytes into dword `row` of *exps instead. */
 I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i8_consts) *k,
                              __m512i *u0, __m512i *u1, uint64_t *code, __m512i *exps, int row, const wtype TY) {
     if (TY == W_Q8_0) {
