@@ -297,7 +297,8 @@ static void deq_row_any(const dsv4_weight *w, int r, float *out) {
  * call carries; and the error against exact FP32 stays within what
  * rounding x to int8 per 32-column block allows. */
 static void check_int8_type(const kern_set *ks, wtype type) {
-    const int shapes_q[][2] = {{70, 128}, {33, 256}, {64, 4096}};
+    /* 9 rows: fewer than one 16-row pass (the portable fallback) */
+    const int shapes_q[][2] = {{70, 128}, {33, 256}, {9, 256}, {64, 4096}};
     for (size_t si = 0; si < sizeof shapes_q / sizeof shapes_q[0]; si++) {
         /* T = 13: the packed-weight kernel (8 + 5 tokens); one token at a
          * time and three at a time: the few-token kernel */
