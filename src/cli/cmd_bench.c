@@ -25,6 +25,7 @@
  * --json writes the figures as one JSON object on stdout (progress goes to
  * stderr), the form the held-out checks read.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,9 +250,15 @@ int cmd_bench(int argc, char **argv) {
      * reading as the roofline, so a dip during the first probe cannot
      * flatter the ratio. */
     linear_profile_report(stderr, "decode points");
-    double bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5);
+    double bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5), bw1 = bw;
     fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2,
             bw2 > bw ? bw2 : bw);
+    /* Some hosts switch between bandwidth levels within a minute: say so,
+     * the decode ratios then depend on which level the points ran at. */
+    if (fabs(bw2 - bw1) > 0.15 * (bw2 > bw1 ? bw2 : bw1))
+        fprintf(stderr, "warning: the two bandwidth probes differ by %.0f%%; the host's bandwidth changed during "
+                        "the run and the decode ratios are against the higher one\n",
+                100.0 * fabs(bw2 - bw1) / (bw2 > bw1 ? bw2 : bw1));
     if (bw2 > bw) bw = bw2;
     for (int i = 0; i < nctx; i++) {
         dp[i].roofline = dp[i].bytes_per_token * dp[i].tok_s / (bw * 1e9);
@@ -305,7 +312,7 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"mode\": \"%s\", \"fill\": \"%s\",\n",
                dir, nth, cpu_isa_name(cpu_isa()), mode, fillmode);
-        printf(" \"bandwidth_gbs\": %.3f,\n \"decode\": [", bw);
+        printf(" \"bandwidth_gbs\": %.3f,\n \"bandwidth_probes_gbs\": [%.3f, %.3f],\n \"decode\": [", bw, bw1, bw2);
         for (int i = 0; i < nctx; i++)
             printf("%s\n  {\"ctx\": %d, \"tok_s\": %.4f, \"tok_s_min\": %.4f, \"tok_s_max\": %.4f, \"bytes_per_token\": %.0f, "
                    "\"roofline_fraction\": %.4f, \"layer_ms\": %.4f, \"head_ms\": %.4f, \"flash_equiv_tok_s\": %.4f, "
