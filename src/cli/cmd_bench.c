@@ -255,11 +255,10 @@ int cmd_bench(int argc, char **argv) {
             bw2 > bw ? bw2 : bw);
     /* Some hosts switch between bandwidth levels within a minute: say so,
      * the decode ratios then depend on which level the points ran at. */
-    if (fabs(bw2 - bw1) > 0.15 * (bw2 > bw1 ? bw2 : bw1))
+    bw = fmax(bw1, bw2);
+    if (fabs(bw2 - bw1) > 0.15 * bw)
         fprintf(stderr, "warning: the two bandwidth probes differ by %.0f%%; the host's bandwidth changed during "
-                        "the run and the decode ratios are against the higher one\n",
-                100.0 * fabs(bw2 - bw1) / (bw2 > bw1 ? bw2 : bw1));
-    if (bw2 > bw) bw = bw2;
+                        "the run and the decode ratios are against the higher one\n", 100.0 * fabs(bw2 - bw1) / bw);
     for (int i = 0; i < nctx; i++) {
         dp[i].roofline = dp[i].bytes_per_token * dp[i].tok_s / (bw * 1e9);
         fprintf(stderr, "decode ctx %-6d %7.2f tok/s (min %.2f max %.2f)  %.3f GB/token  %5.1f%% of bandwidth  "

@@ -91,14 +91,14 @@ float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
  * rows, ntok <= 4 tokens. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok);
-/* AVX-512 VNNI, many tokens: the same products for nrow <= 16 rows and T
- * tokens (x[t], c[t]), the rows' weights unpacked once per K slice into
- * buf (KERN_I8_BUF bytes, 64-byte aligned) and reused for every token.
- * Bit-identical to kern_i8_avx512. */
+/* AVX-512 VNNI, many tokens: the same products for rows r0..r0+nrow-1 and
+ * T tokens (x[t]; y[t * ldy + r]), 16 rows' weights unpacked once per K
+ * slice into buf (KERN_I8_BUF bytes, 64-byte aligned) and reused for every
+ * token.  Bit-identical to kern_i8_avx512. */
 #define KERN_I8_SLICE 8                        /* 128-column chunks per K slice */
 #define KERN_I8_BUF (KERN_I8_SLICE * 36 * 64)
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
-                         float *const *c, int T, void *buf);
+                         float *y, size_t ldy, int T, void *buf);
 /* 1 if FAST-mode products take the int8 path on this kernel set (AVX-512
  * VNNI present; DSV4_INT8_ACT=0 turns it off). */
 int kern_i8_available(const kern_set *ks);

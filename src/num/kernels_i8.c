@@ -255,11 +255,11 @@ void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *cons
 }
 
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
-                         float *const *c, int T, void *buf) {
+                         float *y, size_t ldy, int T, void *buf) {
     if (cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
-        kern_i8_gemm_vbmi(w, r0, nrow, x, c, T, buf);
+        kern_i8_gemm_vbmi(w, r0, nrow, x, y, ldy, T, buf);
     else
-        kern_i8_gemm_base(w, r0, nrow, x, c, T, buf);
+        kern_i8_gemm_base(w, r0, nrow, x, y, ldy, T, buf);
 }
 
 void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) {
@@ -271,5 +271,5 @@ void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) { kern_q8x_qua
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; }
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
-                         float *const *c, int T, void *buf) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)T; (void)buf; }
+                         float *y, size_t ldy, int T, void *buf) { (void)w; (void)r0; (void)nrow; (void)x; (void)y; (void)ldy; (void)T; (void)buf; }
 #endif

@@ -53,11 +53,13 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
         return;
     }
     __m512i wv;
-    uint32_t e;
     if (TY == W_MXFP4) {
         wv = _mm512_loadu_si512((const void *)pp);
-        e = 0;
-        if (sp) memcpy(&e, sp, 4);   /* the few-token kernel reads them 16 chunks at a time */
+        if (sp) {   /* the few-token kernel reads the scales 16 chunks at a time */
+            uint32_t e;
+            memcpy(&e, sp, 4);
+            *code = e;
+        }
     } else {
         if (I8_VBMI) {
             /* the 4 x 16 code bytes of 68 in one byte permute of two loads */
@@ -72,8 +74,7 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
                      _mm_loadu_si128((const __m128i *)(pp + 35)), 2),
                      _mm_loadu_si128((const __m128i *)(pp + 52)), 3);
         }
-        if (!I8_VBMI) e = (uint32_t)pp[0] | (uint32_t)pp[17] << 8 | (uint32_t)pp[34] << 16 | (uint32_t)pp[51] << 24;
-        else e = 0;
+        if (!I8_VBMI) *code = (uint32_t)pp[0] | (uint32_t)pp[17] << 8 | (uint32_t)pp[34] << 16 | (uint32_t)pp[51] << 24;
     }
     if (I8_VBMI) {
         /* vpermb reads only the low 6 bits of an index: a 64-entry table
@@ -84,11 +85,11 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
         *u0 = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(wv, k->m4));
         *u1 = _mm512_shuffle_epi8(k->lut, _mm512_and_si512(_mm512_srli_epi16(wv, 4), k->m4));
     }
-    *code = e;
 }
 
-/* The block scales of 16 rows (code[i] from i8_unpack), one register per
- * block of the chunk, lane = row. */
+/* The block scales of 16 rows, one register per block of the chunk, lane
+ * = row: from code[i] (i8_unpack's per-row codes), or, with code NULL
+ * (MXFP4 kinds), from exps, dword i = row i's four exponent bytes. */
 I8_INL void I8_FN(i8_scales)(const uint64_t *code, __m512i exps, __m512 ws[4], const wtype TY) {
     if (TY == W_Q8_0) {
         __m512i z0 = _mm512_loadu_si512((const void *)code), z1 = _mm512_loadu_si512((const void *)(code + 8));
@@ -102,10 +103,9 @@ I8_INL void I8_FN(i8_scales)(const uint64_t *code, __m512i exps, __m512 ws[4], c
         }
         return;
     }
-    /* dword i: the 4 exponent bytes of row i (GGUF MXFP4 with VBMI: in
-     * exps already; else the low dword of code[i]) */
+    /* dword i: the 4 exponent bytes of row i (the low dword of code[i]) */
     __m512i e = exps;
-    if (!(I8_VBMI && TY == W_GG_MXFP4))
+    if (code)
         e = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)code))),
                                _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *)(code + 8))), 1);
     const __m512i ff = _mm512_set1_epi32(0xFF);
@@ -260,13 +260,9 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
             }
         }
         __m512 ws[4];
-        if (TY == W_MXFP4) {
-            __m512i e = _mm512_load_si512((const void *)es[ch & 15]);
-            UNROLL for (int b = 0; b < 4; b++)
-                ws[b] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8 * b), _mm512_set1_epi32(0xFF)), 23));
-        } else {
-            I8_FN(i8_scales)(code, exps, ws, TY);
-        }
+        if (TY == W_MXFP4) I8_FN(i8_scales)(NULL, _mm512_load_si512((const void *)es[ch & 15]), ws, TY);
+        else if (TY == W_GG_MXFP4 && I8_VBMI) I8_FN(i8_scales)(NULL, exps, ws, TY);
+        else I8_FN(i8_scales)(code, exps, ws, TY);
         I8_FN(i8_dec_fold)(Q, ws, x, ch, acc, NT);
     }
     UNROLL for (int t = 0; t < NT; t++) _mm512_storeu_ps(c[t], acc[t]);
@@ -303,7 +299,7 @@ I8_INL void I8_FN(i8_pack)(const dsv4_weight *w, int r0, int c0, int n, __m512i 
             }
         }
         __m512 ws[4];
-        I8_FN(i8_scales)(code, exps, ws, TY);
+        I8_FN(i8_scales)(TY == W_GG_MXFP4 && I8_VBMI ? NULL : code, exps, ws, TY);
         UNROLL for (int b = 0; b < 4; b++) _mm512_store_ps((void *)&buf[I8_SLOT(ch, b, 8)], ws[b]);
     }
 }
@@ -382,12 +378,12 @@ static I8_TGT void I8_FN(kern_i8)(const dsv4_weight *w, int r0, int nrow, const 
     }
 }
 
-/* c[t]: row r0 of token t's output. */
+/* y[t * ldy + r]: row r of token t's output. */
 static I8_TGT void I8_FN(kern_i8_gemm)(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
-                                       float *const *c, int T, void *buf) {
+                                       float *y, size_t ldy, int T, void *buf) {
     if (nrow < 16) {
         for (int t = 0; t < T; t++)
-            for (int i = 0; i < nrow; i++) c[t][i] = kern_i8_dot_ref(w, r0 + i, &x[t]);
+            for (int i = 0; i < nrow; i++) y[(size_t)t * ldy + r0 + i] = kern_i8_dot_ref(w, r0 + i, &x[t]);
         return;
     }
     const int nc = w->cols / 128;
@@ -400,7 +396,7 @@ static I8_TGT void I8_FN(kern_i8_gemm)(const dsv4_weight *w, int r0, int nrow, c
             I8_TY(I8_FN(i8_pack), w, r0 + i, c0, n, pb)
             for (int t0 = 0; t0 < T; t0 += 8) {
                 int nt = T - t0 < 8 ? T - t0 : 8;
-                for (int t = 0; t < nt; t++) ct[t] = c[t0 + t] + i;
+                for (int t = 0; t < nt; t++) ct[t] = y + (size_t)(t0 + t) * ldy + r0 + i;
                 /* the q offsets of a step are those of Q8_0 or of the MXFP4 kinds */
                 if (w->type == W_Q8_0) I8_FN(i8_gemm_any)(pb, c0, n, x + t0, ct, c0 == 0, nt, W_Q8_0);
                 else I8_FN(i8_gemm_any)(pb, c0, n, x + t0, ct, c0 == 0, nt, W_MXFP4);

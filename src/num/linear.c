@@ -373,7 +373,8 @@ typedef struct {
     const linear_item *it;
     int n;
     uint8_t **xq;            /* per product: T quantised tokens (shared, see run_i8) */
-    int *chunk, *nch, *first;  /* per product: rows per chunk, chunks, first global chunk */
+    kern_q8x **xv;           /* per product with T >= I8_GEMM_MIN_T: views of xq, else NULL */
+    int *chunk, *first;      /* per product: rows per chunk, first global chunk */
     int nchunks;
     /* quantisation tasks (owner, token): the products that quantise their
      * own input, and the first task of each */
@@ -407,24 +408,18 @@ static void i8_quant_worker(void *arg, int tid, int nth) {
  * 1.35 / 1.35, T=12 1.60 / 2.03). */
 #define I8_GEMM_MIN_T 12
 
+/* Chunks of a product: rows / chunk, the last one taking the remainder, so
+ * that the kernels' 16-row passes stay inside their own chunk. */
+static int i8_nchunks(int rows, int chunk) { return rows / chunk > 0 ? rows / chunk : 1; }
+
 static void i8_chunk(i8_job *j, int i, int c, void **buf) {
     const linear_item *it = &j->it[i];
     int K = it->w->cols, rows = it->w->rows;
-    /* the last chunk takes the remainder: the kernels' 16-row passes then
-     * stay inside their own chunk */
-    int lo = c * j->chunk[i], hi = c == j->nch[i] - 1 ? rows : lo + j->chunk[i];
+    int lo = c * j->chunk[i], hi = c == i8_nchunks(rows, j->chunk[i]) - 1 ? rows : lo + j->chunk[i];
     size_t qb = kern_q8x_bytes(K);
-    if (it->T >= I8_GEMM_MIN_T) {
+    if (j->xv[i]) {
         if (!*buf && !(*buf = aligned_alloc(64, KERN_I8_BUF))) abort();
-        kern_q8x *xv = malloc((size_t)it->T * sizeof *xv);
-        float **cp = malloc((size_t)it->T * sizeof *cp);
-        if (!xv || !cp) abort();
-        for (int t = 0; t < it->T; t++) {
-            kern_q8x_view(j->xq[i] + (size_t)t * qb, K, &xv[t]);
-            cp[t] = it->y + (size_t)t * rows + lo;
-        }
-        kern_i8_gemm_avx512(it->w, lo, hi - lo, xv, cp, it->T, *buf);
-        free(xv); free(cp);
+        kern_i8_gemm_avx512(it->w, lo, hi - lo, j->xv[i], it->y, (size_t)rows, it->T, *buf);
         return;
     }
     /* the chunk's rows (<= 256 KiB) stay in L2 across token groups */
@@ -466,12 +461,12 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     int nth = pool_size(pool);
     i8_job j = {.it = it, .n = n};
     j.xq = malloc((size_t)n * sizeof *j.xq);
+    j.xv = calloc((size_t)n, sizeof *j.xv);
     j.chunk = malloc((size_t)n * sizeof(int));
-    j.nch = malloc((size_t)n * sizeof(int));
     j.first = malloc((size_t)n * sizeof(int));
     j.qown = malloc((size_t)n * sizeof(int));
     j.qfirst = malloc((size_t)n * sizeof(int));
-    if (!j.xq || !j.chunk || !j.nch || !j.first || !j.qown || !j.qfirst) abort();
+    if (!j.xq || !j.xv || !j.chunk || !j.first || !j.qown || !j.qfirst) abort();
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         const dsv4_weight *w = it[i].w;
@@ -484,6 +479,11 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
             j.qfirst[j.nown++] = j.nq;
             j.nq += it[i].T;
         }
+        if (it[i].T >= I8_GEMM_MIN_T) {   /* the packed kernel reads the tokens through views */
+            size_t qb = kern_q8x_bytes(w->cols);
+            if (!(j.xv[i] = malloc((size_t)it[i].T * sizeof **j.xv))) abort();
+            for (int t = 0; t < it[i].T; t++) kern_q8x_view(j.xq[i] + (size_t)t * qb, w->cols, &j.xv[i][t]);
+        }
         /* about 8 chunks per thread and product, multiples of 16 rows
          * (the kernels' row group), 16..128 rows */
         int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
@@ -491,9 +491,8 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
         if (chunk > 128) chunk = 128;
         if (chunk < 16) chunk = 16;
         j.chunk[i] = chunk;
-        j.nch[i] = w->rows / chunk > 0 ? w->rows / chunk : 1;
         j.first[i] = j.nchunks;
-        j.nchunks += j.nch[i];
+        j.nchunks += i8_nchunks(w->rows, chunk);
         work += (size_t)w->rows * w->cols * it[i].T;
     }
     int par = pool && nth > 1 && work >= 65536;
@@ -503,7 +502,8 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
     if (par && j.nchunks > 1) pool_run(pool, i8_worker, &j);
     else i8_worker(&j, 0, 1);
     for (int o = 0; o < j.nown; o++) free(j.xq[j.qown[o]]);
-    free(j.xq); free(j.chunk); free(j.nch); free(j.first); free(j.qown); free(j.qfirst);
+    for (int i = 0; i < n; i++) free(j.xv[i]);
+    free(j.xq); free(j.xv); free(j.chunk); free(j.first); free(j.qown); free(j.qfirst);
 }
 
 void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
