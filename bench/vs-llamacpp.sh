@@ -1,7 +1,7 @@
 #!/bin/sh
 # vs-llamacpp.sh - dsv4 and llama.cpp side by side on the same GGUF file.
 #
-#   bench/vs-llamacpp.sh [--rounds N] [--threads T] [--keep]
+#   bench/vs-llamacpp.sh [--rounds R] [--threads T] [--gen N] [--keep]
 #
 # 1. llama.cpp: the npm package node-llama-cpp@3.21.1 carries a llama.cpp
 #    source tree with the deepseek4 architecture (llama/gitRelease.bundle).
@@ -13,25 +13,31 @@
 #    (V4-Flash shapes, random weights) for L = 4 and 8, each converted with
 #    `dsv4 convert --type mxfp4-moe` (the official ggml-org layout).
 # 3. Rounds, alternating the engines on the same files, T threads each:
-#      llama-bench -p 512 -n 16 on the 4-layer file (pp512, tg16)
-#      llama-bench -p 0 -n 16 on the 8-layer file (tg16)
-#      dsv4 bench --ctx 0 --prompt 512 --gen 16 --json on the 4-layer file
-#    and the medians over the rounds are compared.
+#      llama-bench -p 512 -n N on the 4-layer file (pp512, tgN)
+#      llama-bench -p 0 -n N on the 8-layer file (tgN)
+#      dsv4 bench --ctx 0 --prompt 512 --gen N --json on the 4-layer file
+#      dsv4 bench --ctx 0 --prompt 0 --gen N --json on the 8-layer file
+#    (N = --gen, default 32) and the medians over the rounds are compared.
 #
 # Flash-equivalent decode (a 43-layer model): per token 43 x layer time +
-# head time, per engine, from figures measured in the same run: dsv4 bench
-# times the head alone and derives the mean layer time; for llama.cpp the
-# layer time is (t8 - t4) / 4 from the 4- and 8-layer files (t = 1/tg) and
-# the head time t4 - 4 x layer.  The last line is
+# head time, per engine, both engines measured the same way in the same
+# run: layer time (t8 - t4) / 4 from the 4- and 8-layer files (t = 1/tg),
+# head time t4 - 4 x layer.  dsv4 bench's own figure (head timed alone,
+# layer time derived) is printed beside it.  A further line sets the
+# layer times against memory: bytes of one layer ((b8 - b4) / 4 from dsv4
+# bench's bytes per token) over the layer time, and the bandwidth probe of
+# the same round; where llama.cpp's layers already stream near the probe,
+# no engine can be much faster on this host.  The last line is
 #   dsv4/llama.cpp: decode X.XXx, flash-equivalent decode Y.YYx, prefill Z.ZZx
 set -e
-ROUNDS=3; T=2; KEEP=0
+ROUNDS=3; T=2; KEEP=0; N=32
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) ROUNDS=$2; shift 2;;
         --threads) T=$2; shift 2;;
+        --gen) N=$2; shift 2;;
         --keep) KEEP=1; shift;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0;;
         *) echo "vs-llamacpp.sh: unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -81,16 +87,18 @@ R=$W/results; rm -rf "$R"; mkdir -p "$R"
 i=1
 while [ $i -le "$ROUNDS" ]; do
     log "round $i/$ROUNDS: llama.cpp 4 layers"
-    "$LB" -m "$W/flash4.gguf" -t "$T" -p 512 -n 16 -r 1 -o json > "$R/l4_$i.json" 2>"$R/l4_$i.err"
+    "$LB" -m "$W/flash4.gguf" -t "$T" -p 512 -n "$N" -r 1 -o json > "$R/l4_$i.json" 2>"$R/l4_$i.err"
     log "round $i/$ROUNDS: llama.cpp 8 layers"
-    "$LB" -m "$W/flash8.gguf" -t "$T" -p 0 -n 16 -r 1 -o json > "$R/l8_$i.json" 2>"$R/l8_$i.err"
-    log "round $i/$ROUNDS: dsv4"
-    "$DSV4" bench -m "$W/flash4.gguf" --threads "$T" --ctx 0 --prompt 512 --gen 16 --bw-mb 256 --json \
-        > "$R/d_$i.json" 2>"$R/d_$i.err"
+    "$LB" -m "$W/flash8.gguf" -t "$T" -p 0 -n "$N" -r 1 -o json > "$R/l8_$i.json" 2>"$R/l8_$i.err"
+    log "round $i/$ROUNDS: dsv4 4 layers"
+    "$DSV4" bench -m "$W/flash4.gguf" --threads "$T" --ctx 0 --prompt 512 --gen "$N" --bw-mb 256 --json \
+        > "$R/d4_$i.json" 2>"$R/d4_$i.err"
+    log "round $i/$ROUNDS: dsv4 8 layers"
+    "$DSV4" bench -m "$W/flash8.gguf" --threads "$T" --ctx 0 --prompt 0 --gen "$N" --bw-mb 256 --json \
+        > "$R/d8_$i.json" 2>"$R/d8_$i.err"
     i=$((i + 1))
 done
-
-python3 - "$R" "$ROUNDS" <<'PY'
+python3 - "$R" "$ROUNDS" "$N" <<'PY'
 import json, statistics, sys
 R, n = sys.argv[1], int(sys.argv[2])
 med = statistics.median
@@ -99,28 +107,41 @@ def lb(path):
     pp = [r['avg_ts'] for r in rows if r['n_prompt'] > 0 and r['n_gen'] == 0]
     tg = [r['avg_ts'] for r in rows if r['n_gen'] > 0 and r['n_prompt'] == 0]
     return (pp[0] if pp else None), (tg[0] if tg else None)
-l4 = [lb('%s/l4_%d.json' % (R, i)) for i in range(1, n + 1)]
-l8 = [lb('%s/l8_%d.json' % (R, i)) for i in range(1, n + 1)]
-d = [json.load(open('%s/d_%d.json' % (R, i))) for i in range(1, n + 1)]
-l_pp = med(x[0] for x in l4); l_tg4 = med(x[1] for x in l4); l_tg8 = med(x[1] for x in l8)
-# llama.cpp per-layer and head time from the two slices, per round, then median
-def flash_l(a, b):
-    t4, t8 = 1 / a, 1 / b
+rounds = range(1, n + 1)
+l4 = [lb('%s/l4_%d.json' % (R, i)) for i in rounds]
+l8 = [lb('%s/l8_%d.json' % (R, i)) for i in rounds]
+d4 = [json.load(open('%s/d4_%d.json' % (R, i))) for i in rounds]
+d8 = [json.load(open('%s/d8_%d.json' % (R, i))) for i in rounds]
+# one method for both engines: layer and head time from the two slices,
+# per round, then the median
+def flash(tg4, tg8):
+    t4, t8 = 1 / tg4, 1 / tg8
     layer = (t8 - t4) / 4
     head = t4 - 4 * layer
     return 1 / (43 * layer + head), layer, head
-lf = [flash_l(a[1], b[1]) for a, b in zip(l4, l8)]
-l_flash = med(x[0] for x in lf)
-d_tg = med(x['decode'][0]['tok_s'] for x in d)
-d_pp = med(x['prefill']['tok_s'] for x in d)
-d_flash = med(x['decode'][0]['flash_equiv_tok_s'] for x in d)
-print('rounds: %d, threads: %s' % (n, d[0].get('threads')))
-print('llama.cpp  4 layers: pp512 %.2f tok/s, tg16 %.3f tok/s;  8 layers: tg16 %.3f tok/s' % (l_pp, l_tg4, l_tg8))
+lf = [flash(a[1], b[1]) for a, b in zip(l4, l8)]
+df = [flash(a['decode'][0]['tok_s'], b['decode'][0]['tok_s']) for a, b in zip(d4, d8)]
+l_pp, l_tg = med(x[0] for x in l4), med(x[1] for x in l4)
+d_pp, d_tg = med(x['prefill']['tok_s'] for x in d4), med(x['decode'][0]['tok_s'] for x in d4)
+l_flash, d_flash = med(x[0] for x in lf), med(x[0] for x in df)
+l_layer, d_layer = med(x[1] for x in lf), med(x[1] for x in df)
+# bytes of one layer (the same file for both engines) and the probes
+lbytes = med((b['bytes_per_token_ctx0'] - a['bytes_per_token_ctx0']) / 4 for a, b in zip(d4, d8))
+bw = [max(x['bandwidth_gbs'] for x in (a, b)) for a, b in zip(d4, d8)]
+print('rounds: %d, threads: %s, %d generated tokens per run' % (n, d4[0].get('threads'), int(sys.argv[3]) if len(sys.argv) > 3 else 0))
+print('llama.cpp  4 layers: pp512 %.2f tok/s, tg %.3f tok/s;  8 layers: tg %.3f tok/s' % (l_pp, l_tg, med(x[1] for x in l8)))
 print('llama.cpp  layer %.2f ms, head %.2f ms -> flash-equivalent decode %.3f tok/s' %
-      (1e3 * med(x[1] for x in lf), 1e3 * med(x[2] for x in lf), l_flash))
-print('dsv4       4 layers: pp512 %.2f tok/s, decode %.3f tok/s; layer %.2f ms, head %.2f ms -> flash-equivalent %.3f tok/s (kernels %s)' %
-      (d_pp, d_tg, med(x['decode'][0]['layer_ms'] for x in d), med(x['decode'][0]['head_ms'] for x in d), d_flash, d[0].get('kernels')))
-print('per round (llama pp/tg4/tg8, dsv4 pp/tg):', '; '.join('%.1f/%.3f/%.3f, %.1f/%.3f' % (a[0], a[1], b[1], c['prefill']['tok_s'], c['decode'][0]['tok_s'])
-                                                       for a, b, c in zip(l4, l8, d)))
-print('dsv4/llama.cpp: decode %.2fx, flash-equivalent decode %.2fx, prefill %.2fx' % (d_tg / l_tg4, d_flash / l_flash, d_pp / l_pp))
+      (1e3 * l_layer, 1e3 * med(x[2] for x in lf), l_flash))
+print('dsv4       4 layers: pp512 %.2f tok/s, decode %.3f tok/s;  8 layers: decode %.3f tok/s (kernels %s)' %
+      (d_pp, d_tg, med(x['decode'][0]['tok_s'] for x in d8), d4[0].get('kernels')))
+print('dsv4       layer %.2f ms, head %.2f ms -> flash-equivalent decode %.3f tok/s (dsv4 bench alone: layer %.2f ms, head %.2f ms, %.3f tok/s)' %
+      (1e3 * d_layer, 1e3 * med(x[2] for x in df), d_flash, med(x['decode'][0]['layer_ms'] for x in d4),
+       med(x['decode'][0]['head_ms'] for x in d4), med(x['decode'][0]['flash_equiv_tok_s'] for x in d4)))
+print('memory: one layer %.1f MB; bandwidth probe %.1f GB/s (median of rounds, %.1f-%.1f); layers stream at llama.cpp %.1f GB/s (%.0f%%), dsv4 %.1f GB/s (%.0f%%)' %
+      (lbytes / 1e6, med(bw), min(bw), max(bw), lbytes / l_layer / 1e9, 100 * lbytes / l_layer / 1e9 / med(bw),
+       lbytes / d_layer / 1e9, 100 * lbytes / d_layer / 1e9 / med(bw)))
+print('per round (llama pp/tg4/tg8, dsv4 pp/tg4/tg8, probe GB/s):', '; '.join(
+    '%.1f/%.3f/%.3f, %.1f/%.3f/%.3f, %.1f' % (a[0], a[1], b[1], c['prefill']['tok_s'], c['decode'][0]['tok_s'],
+                                           e['decode'][0]['tok_s'], w) for a, b, c, e, w in zip(l4, l8, d4, d8, bw)))
+print('dsv4/llama.cpp: decode %.2fx, flash-equivalent decode %.2fx, prefill %.2fx' % (d_tg / l_tg, d_flash / l_flash, d_pp / l_pp))
 PY

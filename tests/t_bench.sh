@@ -29,6 +29,10 @@ j() { node -e 'const b = JSON.parse(require("fs").readFileSync(process.argv[1], 
 t "valid JSON" 'j "$tmp/b.json" "true"'
 t "bandwidth_gbs > 0" 'j "$tmp/b.json" "b.bandwidth_gbs > 0"'
 t "bandwidth_gbs is the higher of the two probes" 'j "$tmp/b.json" "b.bandwidth_probes_gbs.length == 2 && b.bandwidth_gbs == Math.max(...b.bandwidth_probes_gbs)"'
+# where the threads sit: one thread's bandwidth and the round trip between
+# threads 0 and 1 before and after the decode points (0 if a probe timed out)
+t "one-thread bandwidth" 'j "$tmp/b.json" "b.bandwidth_1thread_gbs > 0"'
+t "core round trips" 'j "$tmp/b.json" "b.core_round_trip_ns.length == 2 && b.core_round_trip_ns.every(x => x >= 0 && x < 1e7)"'
 t "decode ctx values" 'j "$tmp/b.json" "b.decode.map(d => d.ctx).join() == \"0,64,120\""'
 t "decode fields" 'j "$tmp/b.json" "b.decode.every(d => d.tok_s > 0 && d.bytes_per_token > 0 && d.roofline_fraction > 0 && typeof d.layer_ms == \"number\" && d.head_ms > 0)"'
 t "bytes per token grow with context" 'j "$tmp/b.json" "b.decode[2].bytes_per_token > b.decode[0].bytes_per_token"'

@@ -41,6 +41,10 @@
 
 #define MAX_CTX_POINTS 16
 #define FLASH_LAYERS 43
+/* A cache-line round trip above this means the two threads are in separate
+ * L3 domains (AMD CCDs): 53-65 ns within one, 317-350 ns across, on the
+ * 2-vCPU EPYC this was measured on. */
+#define RT_SEPARATE_NS 150
 
 /* CPU seconds (user + system) of the whole process so far. */
 static double cpu_seconds(void) {
@@ -206,6 +210,13 @@ int cmd_bench(int argc, char **argv) {
     double load0 = loadavg();
     double bw = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5);
     fprintf(stderr, "bandwidth   %.2f GB/s (read, %d threads, %d MiB buffer)\n", bw, nth, bw_mb);
+    /* Where the threads sit explains the bandwidth: one thread's share, and
+     * how far apart the first two are (num/kernels_probe.c) */
+    double bw_1t = nth > 1 ? kern_probe_bandwidth(NULL, (size_t)bw_mb << 20, 3) : bw;
+    double rt1 = kern_probe_core_round_trip(m->pool);
+    if (nth > 1)
+        fprintf(stderr, "bandwidth   %.2f GB/s with 1 thread; threads 0 and 1: cache line round trip %.0f ns (%s)\n",
+                bw_1t, rt1, rt1 > RT_SEPARATE_NS ? "separate L3 domains" : "one L3");
     int peak_bf16 = 0;
     double peak = kern_probe_gemm_peak(m->pool, &peak_bf16);
     fprintf(stderr, "gemm peak   %.1f GFLOP/s (%s tile, in cache)\n", peak, peak_bf16 ? "bf16" : "fp32");
@@ -251,6 +262,10 @@ int cmd_bench(int argc, char **argv) {
      * flatter the ratio. */
     linear_profile_report(stderr, "decode points");
     double bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5), bw1 = bw;
+    double rt2 = kern_probe_core_round_trip(m->pool);
+    if (nth > 1 && (rt1 > RT_SEPARATE_NS) != (rt2 > RT_SEPARATE_NS))
+        fprintf(stderr, "warning: the threads moved between L3 domains during the run (round trip %.0f then %.0f ns)\n",
+                rt1, rt2);
     fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2,
             bw2 > bw ? bw2 : bw);
     /* Some hosts switch between bandwidth levels within a minute: say so,
@@ -311,7 +326,8 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"mode\": \"%s\", \"fill\": \"%s\",\n",
                dir, nth, cpu_isa_name(cpu_isa()), mode, fillmode);
-        printf(" \"bandwidth_gbs\": %.3f,\n \"bandwidth_probes_gbs\": [%.3f, %.3f],\n \"decode\": [", bw, bw1, bw2);
+        printf(" \"bandwidth_gbs\": %.3f,\n \"bandwidth_probes_gbs\": [%.3f, %.3f],\n \"bandwidth_1thread_gbs\": %.3f,\n"
+               " \"core_round_trip_ns\": [%.1f, %.1f],\n \"decode\": [", bw, bw1, bw2, bw_1t, rt1, rt2);
         for (int i = 0; i < nctx; i++)
             printf("%s\n  {\"ctx\": %d, \"tok_s\": %.4f, \"tok_s_min\": %.4f, \"tok_s_max\": %.4f, \"bytes_per_token\": %.0f, "
                    "\"roofline_fraction\": %.4f, \"layer_ms\": %.4f, \"head_ms\": %.4f, \"flash_equiv_tok_s\": %.4f, "

@@ -126,8 +126,11 @@ extern int kern_batch_invariant;
 
 /* Probes (num/kernels_probe.c) for `dsv4 bench`. */
 /* Read bandwidth in GB/s: nthreads sum a buffer of `bytes` bytes `reps`
- * times (best pass). */
+ * times (best pass).  pool NULL: the calling thread alone. */
 double kern_probe_bandwidth(dsv4_pool *pool, size_t bytes, int reps);
+/* Round trip in ns of a cache line between pool threads 0 and 1 (median
+ * of several batches of ping-pongs); 0 with fewer than 2 threads. */
+double kern_probe_core_round_trip(dsv4_pool *pool);
 /* Best GEMM rate (GFLOP/s) of the fastest tile kernel on an in-cache
  * problem, all pool threads. */
 double kern_probe_gemm_peak(dsv4_pool *pool, int *bf16_used);

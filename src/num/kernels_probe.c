@@ -8,6 +8,15 @@
  *                         than the BF16 head product achieved); the best of
  *                         several passes is reported.  This is the roofline
  *                         that decode speed is compared with.
+ *   kern_probe_core_round_trip  how long a cache line takes from one pool
+ *                         thread to the other and back.  On cloud VMs it
+ *                         tells where the vCPUs sit: about 60 ns when they
+ *                         share an L3 (one AMD CCD: one memory link, the
+ *                         second thread adds little bandwidth), 300+ ns
+ *                         across CCDs (two links: twice the bandwidth).
+ *                         The host moves them between the two within
+ *                         minutes, which is why the bandwidth probe flips
+ *                         between two levels.
  *   kern_probe_gemm_peak  the best tile kernel (BF16 dot if the CPU has it,
  *                         else FP32) on an in-cache problem: the ceiling
  *                         for prefill FLOP/s.
@@ -15,6 +24,8 @@
 #include "num/kernels.h"
 #include "num/pool.h"
 #include "util/util.h"
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +131,59 @@ double kern_probe_bandwidth(dsv4_pool *pool, size_t bytes, int reps) {
     }
     free(buf);
     return best;
+}
+
+/* ---- core-to-core round trip ------------------------------------------------ */
+
+#define RT_BATCH 2000
+#define RT_BATCHES 9
+
+typedef struct {
+    alignas(64) atomic_int flag;     /* its own cache line: the ball */
+    alignas(64) double ns[RT_BATCHES];
+} rt_job;
+
+/* Threads 0 and 1 hand the ball back and forth: 0 writes odd values, 1
+ * even ones.  A wait gives up after a second (a descheduled vCPU), which
+ * leaves that batch at 0 and out of the median. */
+static void rt_worker(void *arg, int tid, int nth) {
+    rt_job *j = arg;
+    if (nth < 2 || tid > 1) return;
+    int v = 0;
+    for (int b = 0; b < RT_BATCHES; b++) {
+        double t0 = now_sec();
+        for (int i = 0; i < RT_BATCH; i++) {
+            int want = tid == 0 ? v : v + 1;
+            long spins = 0;
+            while (atomic_load_explicit(&j->flag, memory_order_acquire) != want)
+                if (++spins % 65536 == 0 && now_sec() - t0 > 1.0) return;
+            atomic_store_explicit(&j->flag, want + 1, memory_order_release);
+            v += 2;
+        }
+        if (tid == 0) j->ns[b] = (now_sec() - t0) / RT_BATCH * 1e9;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double kern_probe_core_round_trip(dsv4_pool *pool) {
+    if (pool_size(pool) < 2) return 0;
+    rt_job *j = aligned_alloc(64, sizeof *j);
+    if (!j) return 0;
+    memset(j, 0, sizeof *j);
+    atomic_init(&j->flag, 0);
+    pool_run(pool, rt_worker, j);
+    double v[RT_BATCHES];
+    int n = 0;
+    for (int b = 0; b < RT_BATCHES; b++)
+        if (j->ns[b] > 0) v[n++] = j->ns[b];
+    free(j);
+    if (!n) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
 }
 
 /* ---- GEMM peak ------------------------------------------------------------ */
