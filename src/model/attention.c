@@ -358,7 +358,7 @@ typedef struct {
     int kstride;
     const float *sink;
     float *o;                /* [T][H][hd] */
-    atomic_int next;         /* next row to take */
+    POOL_COUNTER(next);      /* next row to take */
 } attn_job;
 
 /* Online softmax over the index list in 64-wide blocks, as the reference
@@ -599,7 +599,8 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     }
 
     float *o = xmalloc((size_t)T * H * hd * sizeof(float));
-    attn_job job = {m, T, H, hd, q, keys, nkeys, kstride, l->attn_sink, o, 0};
+    attn_job job = {.m = m, .T = T, .H = H, .hd = hd, .q = q, .keys = keys, .nkeys = nkeys, .kstride = kstride,
+                    .sink = l->attn_sink, .o = o};
     atomic_init(&job.next, 0);
     pool_run(m->pool, attn_worker, &job);
     for (int t = 0; t < T; t++)

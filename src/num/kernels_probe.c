@@ -11,12 +11,12 @@
  *   kern_probe_core_round_trip  how long a cache line takes from one pool
  *                         thread to the other and back.  On cloud VMs it
  *                         tells where the vCPUs sit: about 60 ns when they
- *                         share an L3 (one AMD CCD: one memory link, the
- *                         second thread adds little bandwidth), 300+ ns
- *                         across CCDs (two links: twice the bandwidth).
- *                         The host moves them between the two within
- *                         minutes, which is why the bandwidth probe flips
- *                         between two levels.
+ *                         share an L3 (one AMD CCD, one memory link: the
+ *                         second thread added little bandwidth, 27-34 GB/s
+ *                         for two against 25-30 for one), 300+ ns across
+ *                         CCDs (two links: up to 48-58 GB/s, though other
+ *                         tenants can hold it at the lower level).  The
+ *                         host moves them between the two within minutes.
  *   kern_probe_gemm_peak  the best tile kernel (BF16 dot if the CPU has it,
  *                         else FP32) on an in-cache problem: the ceiling
  *                         for prefill FLOP/s.

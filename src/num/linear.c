@@ -68,7 +68,7 @@ typedef struct {
     const kern_set *ks;
     kern_gemv_args a;
     int chunk, nchunks;
-    atomic_int next;
+    POOL_COUNTER(next);
 } gemv_job;
 
 static void gemv_worker(void *arg, int tid, int nth) {
@@ -128,7 +128,7 @@ typedef struct {
     const uint16_t *xb;      /* BF16 activations (bf16 mode) */
     int T, bf16, rb, kc, ntasks;
     float *y;
-    atomic_int next;
+    POOL_COUNTER(next);
 } gemm_job;
 
 static void gemm_block(gemm_job *j, int r0, int n, void *wbuf) {
@@ -225,7 +225,7 @@ typedef struct {
     const uint16_t *xb;
     int T, bf16, kc, chunk, nchunks;
     float *y;
-    atomic_int next;
+    POOL_COUNTER(next);
 } small_job;
 
 static void small_rows(small_job *j, int r0, int r1, void *buf) {
@@ -319,7 +319,7 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
 typedef struct {
     small_job *jobs;
     int n, *first, nchunks;
-    atomic_int next;
+    POOL_COUNTER(next);
 } small_multi_job;
 
 static int find_item(const int *first, int n, int g);
@@ -379,7 +379,7 @@ typedef struct {
     /* quantisation tasks (owner, token): the products that quantise their
      * own input, and the first task of each */
     int *qown, *qfirst, nown, nq;
-    atomic_int next;
+    POOL_COUNTER(next);
 } i8_job;
 
 static int find_item(const int *first, int n, int g) {
