@@ -87,10 +87,15 @@ void kern_q8x_quantize_ref(wtype t, const float *x, int K, void *buf);   /* port
 void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
-/* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, nrow <= 16
- * rows, ntok <= 4 tokens. */
+/* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, ntok <= 4
+ * tokens.  Each pass of 16 rows prefetches the next 16; the last pass
+ * prefetches `after` instead (the first rows this thread reads next, from
+ * kern_i8_row_ptr, or NULL): rows past the end of this call usually belong
+ * to another thread, and prefetching them moved them to the wrong core. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok);
+                    float *const *c, int ntok, const void *after);
+/* Address of row r of an int8-path weight (kern_i8_supports). */
+const void *kern_i8_row_ptr(const dsv4_weight *w, int r);
 /* AVX-512 VNNI, many tokens: the same products for rows r0..r0+nrow-1 and
  * T tokens (x[t]; y[t * ldy + r]), 16 rows' weights unpacked once per K
  * slice into buf (KERN_I8_BUF bytes, 64-byte aligned) and reused for every

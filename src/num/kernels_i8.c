@@ -64,6 +64,12 @@ int kern_i8_supports(const dsv4_weight *w) {
     }
 }
 
+const void *kern_i8_row_ptr(const dsv4_weight *w, int r) {
+    size_t K = (size_t)w->cols;
+    size_t rb = w->type == W_MXFP4 ? K / 2 : w->type == W_GG_MXFP4 ? K / 32 * 17 : K / 32 * 34;
+    return (const uint8_t *)w->data + (size_t)r * rb;
+}
+
 /* q: K bytes; corr and scale: K/32 entries each. */
 size_t kern_q8x_bytes(int K) { return (size_t)K + (size_t)K / 32 * 8; }
 
@@ -247,11 +253,11 @@ static const alignas(64) uint8_t e2m1_u8x4[64] = {
 #include "num/kernels_i8_impl.h"
 
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok) {
+                    float *const *c, int ntok, const void *after) {
     if (cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
-        kern_i8_vbmi(w, r0, nrow, x, c, ntok);
+        kern_i8_vbmi(w, r0, nrow, x, c, ntok, after);
     else
-        kern_i8_base(w, r0, nrow, x, c, ntok);
+        kern_i8_base(w, r0, nrow, x, c, ntok, after);
 }
 
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
@@ -269,7 +275,7 @@ void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) {
 #else
 void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) { kern_q8x_quantize_ref(t, x, K, buf); }
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; }
+                    float *const *c, int ntok, const void *after) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; (void)after; }
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
                          float *y, size_t ldy, int T, void *buf) { (void)w; (void)r0; (void)nrow; (void)x; (void)y; (void)ldy; (void)T; (void)buf; }
 #endif

@@ -184,7 +184,7 @@ I8_INL void I8_FN(i8_dec_fold)(__m512i Q[4][4], const __m512 ws[4], const kern_q
  * lane sums of the 16 rows are transposed and added into one register per
  * block (lane = row). */
 I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x,
-                          float *const *c, const int NT, const wtype TY) {
+                          float *const *c, const uint8_t *after, const int NT, const wtype TY) {
     const int K = w->cols, nc = K / 128;
     const size_t rb = I8_ROWB(TY, K), cb = I8_CHB(TY);
     const I8_FN(i8_consts) k = I8_FN(i8_consts_init)(TY);
@@ -200,7 +200,7 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
      * threads, alternating: MXFP4 2048x4096 24.6 -> 33.3 GB/s, 4096x2048
      * 25.7 -> 32.9, Q8_0 4096x4096 29.6 -> 31.9).  Q8_0 groups of at most
      * 20 KiB (K = 1024) do better in L1 (25.5 -> 27.5 GB/s). */
-    const uint8_t *next = base + (size_t)16 * rb;
+    const uint8_t *next = after;
     const int q8_l1 = TY == W_Q8_0 && 16 * rb <= 20480;
     __m512 acc[4];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
@@ -230,7 +230,8 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
                 UNROLL for (int e = 0; e < 2; e++) {
                     const int i = 4 * g + 2 * h + e;
                     const char *pf = (const char *)next + ((size_t)ch * 16 + (size_t)i) * cb;
-                    if (TY == W_Q8_0 && q8_l1) {
+                    if (!next) {
+                    } else if (TY == W_Q8_0 && q8_l1) {
                         _mm_prefetch(pf, _MM_HINT_T0);
                         _mm_prefetch(pf + 64, _MM_HINT_T0);
                         _mm_prefetch(pf + 128, _MM_HINT_T0);
@@ -359,21 +360,24 @@ I8_INL void I8_FN(i8_gemm_any)(const __m512i *buf, int c0, int n, const kern_q8x
  * Products of fewer than 16 rows in all (tests only) take the portable
  * model. */
 static I8_TGT void I8_FN(kern_i8)(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                                  float *const *c, int ntok) {
+                                  float *const *c, int ntok, const void *after) {
     if (nrow < 16) {
         for (int t = 0; t < ntok; t++)
             for (int i = 0; i < nrow; i++) c[t][i] = kern_i8_dot_ref(w, r0 + i, x[t]);
         return;
     }
+    const size_t rb = I8_ROWB(w->type, w->cols);
     for (int i0 = 0; i0 < nrow; i0 += 16) {
         int i = i0 + 16 <= nrow ? i0 : nrow - 16;
         float *ci[4];
         for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
+        /* the next pass's rows, or after the last pass the caller's next */
+        const uint8_t *nx = i0 + 16 < nrow ? (const uint8_t *)w->data + (size_t)(r0 + i + 16) * rb : after;
         switch (ntok) {
-        case 1: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, 1) break;
-        case 2: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, 2) break;
-        case 3: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, 3) break;
-        default: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, 4) break;
+        case 1: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 1) break;
+        case 2: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 2) break;
+        case 3: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 3) break;
+        default: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 4) break;
         }
     }
 }
