@@ -13,11 +13,16 @@
 #    (V4-Flash shapes, random weights) for L = 4 and 8, each converted with
 #    `dsv4 convert --type mxfp4-moe` (the official ggml-org layout).
 # 3. Rounds, alternating the engines on the same files, T threads each:
+#      dsv4 bench --ctx 0 --prompt 512 --gen N --json on the 4-layer file
 #      llama-bench -p 512 -n N on the 4-layer file (pp512, tgN)
 #      llama-bench -p 0 -n N on the 8-layer file (tgN)
-#      dsv4 bench --ctx 0 --prompt 512 --gen N --json on the 4-layer file
 #      dsv4 bench --ctx 0 --prompt 0 --gen N --json on the 8-layer file
-#    (N = --gen, default 32) and the medians over the rounds are compared.
+#    (N = --gen, default 32; in the order dsv4 4, llama.cpp 4, llama.cpp 8,
+#    dsv4 8, so that dsv4 bench's bandwidth and placement probes bracket
+#    llama.cpp's runs) and the medians over the steady rounds (all four
+#    probes within 15%, the threads in one place) are compared: on hosts
+#    that move vCPUs between CCDs, a round that straddles a move gives
+#    layer and head times that no engine has.
 #
 # Flash-equivalent decode (a 43-layer model): per token 43 x layer time +
 # head time, per engine, both engines measured the same way in the same
@@ -37,7 +42,7 @@ while [ $# -gt 0 ]; do
         --threads) T=$2; shift 2;;
         --gen) N=$2; shift 2;;
         --keep) KEEP=1; shift;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0;;
         *) echo "vs-llamacpp.sh: unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -86,13 +91,16 @@ done
 R=$W/results; rm -rf "$R"; mkdir -p "$R"
 i=1
 while [ $i -le "$ROUNDS" ]; do
+    # llama.cpp runs between dsv4's two: dsv4 bench probes the bandwidth and
+    # the vCPU placement before and after its decode points, so a round
+    # whose four probes agree ran at one level throughout
+    log "round $i/$ROUNDS: dsv4 4 layers"
+    "$DSV4" bench -m "$W/flash4.gguf" --threads "$T" --ctx 0 --prompt 512 --gen "$N" --bw-mb 256 --json \
+        > "$R/d4_$i.json" 2>"$R/d4_$i.err"
     log "round $i/$ROUNDS: llama.cpp 4 layers"
     "$LB" -m "$W/flash4.gguf" -t "$T" -p 512 -n "$N" -r 1 -o json > "$R/l4_$i.json" 2>"$R/l4_$i.err"
     log "round $i/$ROUNDS: llama.cpp 8 layers"
     "$LB" -m "$W/flash8.gguf" -t "$T" -p 0 -n "$N" -r 1 -o json > "$R/l8_$i.json" 2>"$R/l8_$i.err"
-    log "round $i/$ROUNDS: dsv4 4 layers"
-    "$DSV4" bench -m "$W/flash4.gguf" --threads "$T" --ctx 0 --prompt 512 --gen "$N" --bw-mb 256 --json \
-        > "$R/d4_$i.json" 2>"$R/d4_$i.err"
     log "round $i/$ROUNDS: dsv4 8 layers"
     "$DSV4" bench -m "$W/flash8.gguf" --threads "$T" --ctx 0 --prompt 0 --gen "$N" --bw-mb 256 --json \
         > "$R/d8_$i.json" 2>"$R/d8_$i.err"
@@ -108,10 +116,27 @@ def lb(path):
     tg = [r['avg_ts'] for r in rows if r['n_gen'] > 0 and r['n_prompt'] == 0]
     return (pp[0] if pp else None), (tg[0] if tg else None)
 rounds = range(1, n + 1)
-l4 = [lb('%s/l4_%d.json' % (R, i)) for i in rounds]
-l8 = [lb('%s/l8_%d.json' % (R, i)) for i in rounds]
-d4 = [json.load(open('%s/d4_%d.json' % (R, i))) for i in rounds]
-d8 = [json.load(open('%s/d8_%d.json' % (R, i))) for i in rounds]
+L4 = [lb('%s/l4_%d.json' % (R, i)) for i in rounds]
+L8 = [lb('%s/l8_%d.json' % (R, i)) for i in rounds]
+D4 = [json.load(open('%s/d4_%d.json' % (R, i))) for i in rounds]
+D8 = [json.load(open('%s/d8_%d.json' % (R, i))) for i in rounds]
+# A round is steady when its four bandwidth probes agree within 15% and
+# its four round trips put the threads in the same place (one L3 below
+# 150 ns): the 4- and 8-layer runs then met the same memory system, which
+# the layer-time difference needs.  Medians over the steady rounds (all
+# rounds, with a warning, when none is).
+def steady(a, b):
+    bw = a['bandwidth_probes_gbs'] + b['bandwidth_probes_gbs']
+    rt = a.get('core_round_trip_ns', []) + b.get('core_round_trip_ns', [])
+    return max(bw) <= 1.15 * min(bw) and len(set(x > 150 for x in rt if x > 0)) <= 1
+def place(a, b):
+    rt = [x for x in a.get('core_round_trip_ns', []) + b.get('core_round_trip_ns', []) if x > 0]
+    return '?' if not rt else 'one CCD' if all(x <= 150 for x in rt) else 'two CCDs' if all(x > 150 for x in rt) else 'moved'
+keep = [k for k in range(n) if steady(D4[k], D8[k])]
+if not keep:
+    print('warning: no round ran at one bandwidth level throughout; the medians below mix levels')
+    keep = list(range(n))
+l4, l8, d4, d8 = ([X[k] for k in keep] for X in (L4, L8, D4, D8))
 # one method for both engines: layer and head time from the two slices,
 # per round, then the median
 def flash(tg4, tg8):
@@ -128,7 +153,9 @@ l_layer, d_layer = med(x[1] for x in lf), med(x[1] for x in df)
 # bytes of one layer (the same file for both engines) and the probes
 lbytes = med((b['bytes_per_token_ctx0'] - a['bytes_per_token_ctx0']) / 4 for a, b in zip(d4, d8))
 bw = [max(x['bandwidth_gbs'] for x in (a, b)) for a, b in zip(d4, d8)]
-print('rounds: %d, threads: %s, %d generated tokens per run' % (n, d4[0].get('threads'), int(sys.argv[3]) if len(sys.argv) > 3 else 0))
+print('rounds: %d, threads: %s, %d generated tokens per run; medians over round%s %s' % (
+    n, d4[0].get('threads'), int(sys.argv[3]) if len(sys.argv) > 3 else 0, 's' if len(keep) > 1 else '',
+    ', '.join(str(k + 1) for k in keep)))
 print('llama.cpp  4 layers: pp512 %.2f tok/s, tg %.3f tok/s;  8 layers: tg %.3f tok/s' % (l_pp, l_tg, med(x[1] for x in l8)))
 print('llama.cpp  layer %.2f ms, head %.2f ms -> flash-equivalent decode %.3f tok/s' %
       (1e3 * l_layer, 1e3 * med(x[2] for x in lf), l_flash))
@@ -140,8 +167,11 @@ print('dsv4       layer %.2f ms, head %.2f ms -> flash-equivalent decode %.3f to
 print('memory: one layer %.1f MB; bandwidth probe %.1f GB/s (median of rounds, %.1f-%.1f); layers stream at llama.cpp %.1f GB/s (%.0f%%), dsv4 %.1f GB/s (%.0f%%)' %
       (lbytes / 1e6, med(bw), min(bw), max(bw), lbytes / l_layer / 1e9, 100 * lbytes / l_layer / 1e9 / med(bw),
        lbytes / d_layer / 1e9, 100 * lbytes / d_layer / 1e9 / med(bw)))
-print('per round (llama pp/tg4/tg8, dsv4 pp/tg4/tg8, probe GB/s):', '; '.join(
-    '%.1f/%.3f/%.3f, %.1f/%.3f/%.3f, %.1f' % (a[0], a[1], b[1], c['prefill']['tok_s'], c['decode'][0]['tok_s'],
-                                           e['decode'][0]['tok_s'], w) for a, b, c, e, w in zip(l4, l8, d4, d8, bw)))
+print('per round (llama pp/tg4/tg8, dsv4 pp/tg4/tg8, probes GB/s, placement):', '; '.join(
+    '%d: %.1f/%.3f/%.3f, %.1f/%.3f/%.3f, %s, %s' % (k + 1, a[0], a[1], b[1], c['prefill']['tok_s'], c['decode'][0]['tok_s'],
+                                                e['decode'][0]['tok_s'],
+                                                '/'.join('%.0f' % x for x in c['bandwidth_probes_gbs'] + e['bandwidth_probes_gbs']),
+                                                place(c, e))
+    for k, a, b, c, e in zip(range(n), L4, L8, D4, D8)))
 print('dsv4/llama.cpp: decode %.2fx, flash-equivalent decode %.2fx, prefill %.2fx' % (d_tg / l_tg, d_flash / l_flash, d_pp / l_pp))
 PY

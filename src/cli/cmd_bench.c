@@ -42,9 +42,13 @@
 #define MAX_CTX_POINTS 16
 #define FLASH_LAYERS 43
 /* A cache-line round trip above this means the two threads are in separate
- * L3 domains (AMD CCDs): 53-65 ns within one, 317-350 ns across, on the
+ * L3 domains (AMD CCDs): 53-92 ns within one, 317-372 ns across, on the
  * 2-vCPU EPYC this was measured on. */
 #define RT_SEPARATE_NS 150
+
+static const char *placement(double rt) {
+    return rt <= 0 ? "not measured: a thread did not answer" : rt > RT_SEPARATE_NS ? "separate L3 domains" : "one L3";
+}
 
 /* CPU seconds (user + system) of the whole process so far. */
 static double cpu_seconds(void) {
@@ -216,7 +220,7 @@ int cmd_bench(int argc, char **argv) {
     double rt1 = kern_probe_core_round_trip(m->pool);
     if (nth > 1)
         fprintf(stderr, "bandwidth   %.2f GB/s with 1 thread; threads 0 and 1: cache line round trip %.0f ns (%s)\n",
-                bw_1t, rt1, rt1 > RT_SEPARATE_NS ? "separate L3 domains" : "one L3");
+                bw_1t, rt1, placement(rt1));
     int peak_bf16 = 0;
     double peak = kern_probe_gemm_peak(m->pool, &peak_bf16);
     fprintf(stderr, "gemm peak   %.1f GFLOP/s (%s tile, in cache)\n", peak, peak_bf16 ? "bf16" : "fp32");
@@ -263,7 +267,7 @@ int cmd_bench(int argc, char **argv) {
     linear_profile_report(stderr, "decode points");
     double bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5), bw1 = bw;
     double rt2 = kern_probe_core_round_trip(m->pool);
-    if (nth > 1 && (rt1 > RT_SEPARATE_NS) != (rt2 > RT_SEPARATE_NS))
+    if (rt1 > 0 && rt2 > 0 && (rt1 > RT_SEPARATE_NS) != (rt2 > RT_SEPARATE_NS))
         fprintf(stderr, "warning: the threads moved between L3 domains during the run (round trip %.0f then %.0f ns)\n",
                 rt1, rt2);
     fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2,
