@@ -192,8 +192,10 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
     const uint8_t *base = (const uint8_t *)w->data + (size_t)r0 * rb;
     const uint8_t *sbase = TY == W_MXFP4 ? w->scale + (size_t)r0 * w->scale_cols : NULL;
     const size_t scols = TY == W_MXFP4 ? (size_t)w->scale_cols : 0;
-    /* Prefetch the next 16 rows (contiguous) in address order, one chunk's
-     * worth per (chunk, row): one sequential DRAM stream per thread
+    /* Prefetch the rows this thread reads next (`after`: the next 16 rows,
+     * or at the end of the caller's rows the first of its next chunk; NULL:
+     * none) in address order, one chunk's worth per (chunk, row): one
+     * sequential DRAM stream per thread
      * instead of 16 interleaved ones (read test, 2 threads: 8 interleaved
      * streams 37 GB/s, in order 48 GB/s), into L2: 16 rows are 16-68 KiB,
      * and in L1 they would evict the rows being read (16 products, 2
@@ -229,8 +231,9 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
                 __m512i V[4][2];
                 UNROLL for (int e = 0; e < 2; e++) {
                     const int i = 4 * g + 2 * h + e;
-                    const char *pf = (const char *)next + ((size_t)ch * 16 + (size_t)i) * cb;
-                    if (!next) {
+                    const char *pf = next ? (const char *)next + ((size_t)ch * 16 + (size_t)i) * cb : NULL;
+                    if (!pf) {
+                        /* nothing this thread reads next */
                     } else if (TY == W_Q8_0 && q8_l1) {
                         _mm_prefetch(pf, _MM_HINT_T0);
                         _mm_prefetch(pf + 64, _MM_HINT_T0);
