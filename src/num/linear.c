@@ -445,21 +445,25 @@ static void i8_chunk(i8_job *j, int i, int c, void **buf, const void *after) {
     }
 }
 
-/* Each thread claims its next chunk before it reads the current one, so
- * that the kernel's last pass prefetches the rows this thread reads next
- * rather than the rows after the chunk, which usually went to the other
- * thread (prefetched into this core's caches, they then had to travel to
- * that core: across AMD CCDs a 350 ns trip per line). */
+/* While plenty of chunks are left, each thread claims its next chunk
+ * before it reads the current one, so that the kernel's last pass
+ * prefetches the rows this thread reads next rather than the rows after
+ * the chunk, which usually went to another thread (prefetched into this
+ * core's caches, they then had to travel to that core: across AMD CCDs a
+ * 350 ns trip per line).  Near the end of the job (fewer chunks left than
+ * threads) a thread holding two chunks would leave another idle, so the
+ * last ones are taken one at a time. */
 static void i8_worker(void *arg, int tid, int nth) {
-    (void)tid; (void)nth;
+    (void)tid;
     i8_job *j = arg;
     void *buf = NULL;
     int g = atomic_fetch_add(&j->next, 1);
     while (g < j->nchunks) {
-        int gn = atomic_fetch_add(&j->next, 1);
+        int gn = -1;
+        if (atomic_load(&j->next) + nth <= j->nchunks) gn = atomic_fetch_add(&j->next, 1);
         int i = find_item(j->first, j->n, g);
-        i8_chunk(j, i, g - j->first[i], &buf, i8_chunk_start(j, gn));
-        g = gn;
+        i8_chunk(j, i, g - j->first[i], &buf, gn >= 0 ? i8_chunk_start(j, gn) : NULL);
+        g = gn >= 0 ? gn : atomic_fetch_add(&j->next, 1);
     }
     free(buf);
 }
