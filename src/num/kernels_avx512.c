@@ -541,6 +541,14 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
     }
 }
 
+/* Prefetch n cache lines from p into L1 (l1) or L2. */
+INL void prefetch_step(const char *p, int n, int l1) {
+    for (int l = 0; l < n; l++) {
+        if (l1) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
+        else _mm_prefetch(p + 64 * l, _MM_HINT_T1);
+    }
+}
+
 /* NR rows (compile time) x NT tokens; 64 columns per step, as two 32-column
  * dot steps in column order (the tile's arithmetic).  FP8: the rows must
  * share their 128-row scale block for the table path (r0 % 4 == 0 and
@@ -588,22 +596,10 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
                 b1[t] = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k + 32));
             }
             UNROLL for (int i = 0; i < NR; i++) {
-                {
-                    /* the next group's bytes in address order, one step's
-                     * worth per (step, row), into L2 */
-                    size_t off = ((size_t)k / 64 * NR + (size_t)i) * stepb;
-                    if (to_l1) {
-                        if (!(off & 63)) _mm_prefetch((const char *)(next + off), _MM_HINT_T0);
-                        if (stepb >= 128) _mm_prefetch((const char *)(next + off + 64), _MM_HINT_T0);
-                    } else {
-                        if (!(off & 63)) _mm_prefetch((const char *)(next + off), _MM_HINT_T1);
-                        if (stepb >= 128) _mm_prefetch((const char *)(next + off + 64), _MM_HINT_T1);
-                        if (stepb >= 256) {
-                            _mm_prefetch((const char *)(next + off + 128), _MM_HINT_T1);
-                            _mm_prefetch((const char *)(next + off + 192), _MM_HINT_T1);
-                        }
-                    }
-                }
+                /* the next group's bytes in address order, one step's
+                 * worth per (step, row) */
+                size_t off = ((size_t)k / 64 * NR + (size_t)i) * stepb;
+                prefetch_step((const char *)(next + off), stepb >= 64 ? (int)(stepb / 64) : !(off & 63), to_l1);
                 __m512bh a0, a1;
                 if (TY == W_BF16) {
                     a0 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k));

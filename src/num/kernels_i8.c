@@ -64,10 +64,14 @@ int kern_i8_supports(const dsv4_weight *w) {
     }
 }
 
+/* Bytes of one row: MXFP4 nibbles (scales apart), GGUF MXFP4 17-byte and
+ * Q8_0 34-byte blocks of 32. */
+static inline size_t i8_row_bytes(wtype t, int K) {
+    return t == W_MXFP4 ? (size_t)K / 2 : t == W_GG_MXFP4 ? (size_t)K / 32 * 17 : (size_t)K / 32 * 34;
+}
+
 const void *kern_i8_row_ptr(const dsv4_weight *w, int r) {
-    size_t K = (size_t)w->cols;
-    size_t rb = w->type == W_MXFP4 ? K / 2 : w->type == W_GG_MXFP4 ? K / 32 * 17 : K / 32 * 34;
-    return (const uint8_t *)w->data + (size_t)r * rb;
+    return (const uint8_t *)w->data + (size_t)r * i8_row_bytes(w->type, w->cols);
 }
 
 /* q: K bytes; corr and scale: K/32 entries each. */

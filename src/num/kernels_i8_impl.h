@@ -11,7 +11,7 @@
  */
 
 /* Bytes of one row and of one 128-column chunk of it, per format. */
-#define I8_ROWB(TY, K) ((TY) == W_MXFP4 ? (size_t)(K) / 2 : (TY) == W_GG_MXFP4 ? (size_t)(K) / 32 * 17 : (size_t)(K) / 32 * 34)
+#define I8_ROWB(TY, K) i8_row_bytes(TY, K)
 #define I8_CHB(TY) ((TY) == W_MXFP4 ? 64 : (TY) == W_GG_MXFP4 ? 68 : 136)
 
 typedef struct {
@@ -369,13 +369,12 @@ static I8_TGT void I8_FN(kern_i8)(const dsv4_weight *w, int r0, int nrow, const 
             for (int i = 0; i < nrow; i++) c[t][i] = kern_i8_dot_ref(w, r0 + i, x[t]);
         return;
     }
-    const size_t rb = I8_ROWB(w->type, w->cols);
     for (int i0 = 0; i0 < nrow; i0 += 16) {
         int i = i0 + 16 <= nrow ? i0 : nrow - 16;
         float *ci[4];
         for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
         /* the next pass's rows, or after the last pass the caller's next */
-        const uint8_t *nx = i0 + 16 < nrow ? (const uint8_t *)w->data + (size_t)(r0 + i + 16) * rb : after;
+        const uint8_t *nx = i0 + 16 < nrow ? kern_i8_row_ptr(w, r0 + i + 16) : after;
         switch (ntok) {
         case 1: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 1) break;
         case 2: I8_TY(I8_FN(i8_dec), w, r0 + i, x, ci, nx, 2) break;

@@ -28,12 +28,12 @@
 #include "num/kernels.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
+#include "util/util.h"
 #include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int kern_gemm_min_t = 16;
 
@@ -412,11 +412,13 @@ static void i8_quant_worker(void *arg, int tid, int nth) {
  * that the kernels' 16-row passes stay inside their own chunk. */
 static int i8_nchunks(int rows, int chunk) { return rows / chunk > 0 ? rows / chunk : 1; }
 
-/* First row of global chunk g: where its rows start (i8_chunk's `after`). */
-static const void *i8_chunk_start(const i8_job *j, int g) {
-    if (g >= j->nchunks) return NULL;
-    int i = find_item(j->first, j->n, g);
-    return kern_i8_row_ptr(j->it[i].w, (g - j->first[i]) * j->chunk[i]);
+/* Take global chunk *g from the counter; *item: its product (valid while
+ * *g < nchunks).  Returns where its rows start (i8_chunk's `after`). */
+static const void *i8_claim(i8_job *j, int *g, int *item) {
+    *g = atomic_fetch_add(&j->next, 1);
+    if (*g >= j->nchunks) return NULL;
+    *item = find_item(j->first, j->n, *g);
+    return kern_i8_row_ptr(j->it[*item].w, (*g - j->first[*item]) * j->chunk[*item]);
 }
 
 static void i8_chunk(i8_job *j, int i, int c, void **buf, const void *after) {
@@ -457,13 +459,16 @@ static void i8_worker(void *arg, int tid, int nth) {
     (void)tid;
     i8_job *j = arg;
     void *buf = NULL;
-    int g = atomic_fetch_add(&j->next, 1);
+    int g, i = 0;
+    i8_claim(j, &g, &i);
     while (g < j->nchunks) {
-        int gn = -1;
-        if (atomic_load(&j->next) + nth <= j->nchunks) gn = atomic_fetch_add(&j->next, 1);
-        int i = find_item(j->first, j->n, g);
-        i8_chunk(j, i, g - j->first[i], &buf, gn >= 0 ? i8_chunk_start(j, gn) : NULL);
-        g = gn >= 0 ? gn : atomic_fetch_add(&j->next, 1);
+        int gn = -1, in = 0;
+        const void *after = NULL;
+        if (atomic_load(&j->next) + nth <= j->nchunks) after = i8_claim(j, &gn, &in);
+        i8_chunk(j, i, g - j->first[i], &buf, after);
+        if (gn < 0) i8_claim(j, &gn, &in);
+        g = gn;
+        i = in;
     }
     free(buf);
 }
@@ -590,12 +595,6 @@ static int profile_enabled(void) {
     return prof_on;
 }
 
-static double prof_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void prof_add(const dsv4_weight *w, const char *suffix, double sec, double bytes) {
     char key[80];
     const char *s = w->name ? w->name : "(unnamed)";
@@ -644,11 +643,11 @@ static void linear_run(const dsv4_weight *w, const float *x, int T, float *y,
 void linear(const dsv4_weight *w, const float *x, int T, float *y,
             dsv4_mode mode, int flags, dsv4_pool *pool) {
     if (!profile_enabled() || prof_depth) { linear_run(w, x, T, y, mode, flags, pool); return; }
-    double t0 = prof_now();
+    double t0 = now_sec();
     prof_depth++;
     linear_run(w, x, T, y, mode, flags, pool);
     prof_depth--;
-    prof_add(w, NULL, prof_now() - t0, (double)weight_bytes(w));
+    prof_add(w, NULL, now_sec() - t0, (double)weight_bytes(w));
 }
 
 static void linear_run(const dsv4_weight *w, const float *x, int T, float *y,
@@ -677,12 +676,12 @@ static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, ds
 
 void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
     if (!profile_enabled() || prof_depth || n <= 0) { linear_multi_run(items, n, mode, pool); return; }
-    double t0 = prof_now(), bytes = 0;
+    double t0 = now_sec(), bytes = 0;
     prof_depth++;
     linear_multi_run(items, n, mode, pool);
     prof_depth--;
     for (int i = 0; i < n; i++) bytes += (double)weight_bytes(items[i].w);
-    prof_add(items[0].w, " (multi)", prof_now() - t0, bytes);
+    prof_add(items[0].w, " (multi)", now_sec() - t0, bytes);
 }
 
 static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
