@@ -390,6 +390,40 @@ TEST(int8_activations) {
     free_weight(&g);
 }
 
+/* pool_split: the chunks tile [0, n) in order, edges on align, none
+ * smaller than min_size but the last, shrinking (but for rounding) from about
+ * n / (2 threads) down to min_size. */
+TEST(pool_split_guided) {
+    static const int ns[] = {0, 1, 7, 64, 100, 512, 1000, 4096, 32768, 129280, 1 << 24};
+    static const int nths[] = {1, 2, 3, 64};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof nths / sizeof nths[0]; b++) {
+            int n = ns[a], nth = nths[b], align = 8, min = 20;   /* min rounds up to 24 */
+            pool_split s;
+            pool_split_init(&s, n, nth, align, min);
+            int at = 0, ok = 1, prev = n + 1;
+            for (int k = 0; k < s.nchunks; k++) {
+                int lo, hi;
+                pool_split_chunk(&s, k, &lo, &hi);
+                int last = k == s.nchunks - 1;
+                if (lo != at || hi < lo || (hi == lo && n > 0)) ok = 0;
+                if (!last && (hi % align || hi - lo < 24 || hi - lo > prev + align)) ok = 0;
+                prev = hi - lo;
+                at = hi;
+            }
+            CHECK(ok && at == n, "split n=%d threads=%d: %d chunks tile [0, n) in order", n, nth, s.nchunks);
+            if (n >= 100000) {
+                int lo, hi;
+                pool_split_chunk(&s, 0, &lo, &hi);
+                double want = (double)n / (2 * nth);
+                CHECK(hi - lo <= want + align && hi - lo >= want - 2 * align,
+                      "split n=%d threads=%d: first chunk %d, about n/(2 threads) = %.0f", n, nth, hi - lo, want);
+                CHECK(s.nchunks < 2 * nth * 40, "split n=%d threads=%d: %d chunks, not a flood of small ones",
+                      n, nth, s.nchunks);
+            }
+        }
+}
+
 int main(void) {
     numfmt_init();
     pool2 = pool_new(2);
@@ -400,6 +434,7 @@ int main(void) {
     RUN(kernels_avx512);
     RUN(dispatch);
     RUN(int8_activations);
+    RUN(pool_split_guided);
     pool_free(pool2);
     return check_summary();
 }

@@ -223,7 +223,8 @@ typedef struct {
     const dsv4_weight *w;
     const float *x;
     const uint16_t *xb;
-    int T, bf16, kc, chunk, nchunks;
+    int T, bf16, kc;
+    pool_split split;   /* row chunks */
     float *y;
     POOL_COUNTER(next);
 } small_job;
@@ -276,9 +277,9 @@ static void small_worker(void *arg, int tid, int nth) {
         if (!buf) abort();
     }
     for (;;) {
-        int c = atomic_fetch_add(&j->next, 1);
-        if (c >= j->nchunks) break;
-        int lo = c * j->chunk, hi = lo + j->chunk < j->w->rows ? lo + j->chunk : j->w->rows;
+        int c = atomic_fetch_add(&j->next, 1), lo, hi;
+        if (c >= j->split.nchunks) break;
+        pool_split_chunk(&j->split, c, &lo, &hi);
         small_rows(j, lo, hi, buf);
     }
     free(buf);
@@ -296,13 +297,15 @@ static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, 
         j->xb = xb;
     }
     j->kc = bf16 ? KC_BF16 : KC_F32;
-    int min_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
-    int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
-    if (chunk < min_rows) chunk = min_rows;
+    /* guided chunks (pool_split), in whole row groups of the kernel, the
+     * smallest of 128 Ki weights, or fewer for a product too small to give
+     * each thread two such chunks (but at least 16 rows or 32 Ki weights) */
+    int floor_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
+    int min_rows = 131072 / w->cols;
+    if (min_rows > w->rows / (2 * nth)) min_rows = w->rows / (2 * nth);
+    if (min_rows < floor_rows) min_rows = floor_rows;
     int rq = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
-    chunk = (chunk + rq - 1) / rq * rq;
-    j->chunk = chunk;
-    j->nchunks = (w->rows + chunk - 1) / chunk;
+    pool_split_init(&j->split, w->rows, nth, rq, min_rows);
     atomic_init(&j->next, 0);
 }
 
@@ -310,7 +313,7 @@ static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, 
                       int bf16, dsv4_pool *pool) {
     small_job j;
     small_setup(&j, ks, w, x, T, y, bf16, pool_size(pool));
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.nchunks == 1) small_worker(&j, 0, 1);
+    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.split.nchunks == 1) small_worker(&j, 0, 1);
     else pool_run(pool, small_worker, &j);
     free((void *)j.xb);
 }
@@ -337,8 +340,8 @@ static void small_multi_worker(void *arg, int tid, int nth) {
         if (g >= mj->nchunks) break;
         int i = find_item(mj->first, mj->n, g);
         small_job *j = &mj->jobs[i];
-        int c = g - mj->first[i];
-        int lo = c * j->chunk, hi = lo + j->chunk < j->w->rows ? lo + j->chunk : j->w->rows;
+        int lo, hi;
+        pool_split_chunk(&j->split, g - mj->first[i], &lo, &hi);
         small_rows(j, lo, hi, buf);
     }
     free(buf);
@@ -354,7 +357,7 @@ static void run_small_multi(const kern_set *ks, const linear_item *it, int n, in
         int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && it[i].w->type != W_F32;
         small_setup(&mj.jobs[i], ks, it[i].w, it[i].x, it[i].T, it[i].y, use_bf16, nth);
         mj.first[i] = mj.nchunks;
-        mj.nchunks += mj.jobs[i].nchunks;
+        mj.nchunks += mj.jobs[i].split.nchunks;
     }
     atomic_init(&mj.next, 0);
     if (pool && nth > 1 && mj.nchunks > 1) pool_run(pool, small_multi_worker, &mj);
@@ -599,8 +602,10 @@ static void prof_add(const dsv4_weight *w, const char *suffix, double sec, doubl
     char key[80];
     const char *s = w->name ? w->name : "(unnamed)";
     size_t k = 0;
-    for (; *s && k + 1 < sizeof key; s++) {
-        if (isdigit((unsigned char)*s)) {
+    /* layer and expert indices (a whole dot-separated number) become '#';
+     * digits inside a name (w1, w3, wq_b) stay */
+    for (const char *s0 = s; *s && k + 1 < sizeof key; s++) {
+        if (isdigit((unsigned char)*s) && (s == s0 || s[-1] == '.')) {
             while (isdigit((unsigned char)s[1])) s++;
             key[k++] = '#';
         } else key[k++] = *s;

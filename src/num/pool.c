@@ -7,6 +7,7 @@
  * time slice that the thread being waited for needs.
  */
 #include "num/pool.h"
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -104,4 +105,41 @@ void pool_run(dsv4_pool *p, pool_fn fn, void *arg) {
     /* spin: jobs are short; yield if they are not */
     for (int spins = 0; atomic_load(&p->pending) > 0; spins++)
         if (spins > 2000) sched_yield();
+}
+
+/* ---- guided split ---------------------------------------------------------- */
+
+static int split_geo_start(const pool_split *s, int k) {
+    int at = (int)((double)s->n * (1.0 - pow(s->q, k)));
+    return at / s->align * s->align;
+}
+
+void pool_split_init(pool_split *s, int n, int nth, int align, int min_size) {
+    if (align < 1) align = 1;
+    if (nth < 1) nth = 1;
+    if (min_size < align) min_size = align;
+    min_size = (min_size + align - 1) / align * align;
+    *s = (pool_split){.n = n, .align = align, .min_size = min_size, .q = 1.0 - 1.0 / (2.0 * nth)};
+    /* geometric chunks while one (what is left / (2 nth)) is at least twice
+     * min_size, so that rounding its edges to align keeps it >= min_size */
+    /* chunk k holds about n q^k (1 - q): the last k with 2 min_size */
+    int k = 0;
+    double first = (double)n * (1.0 - s->q);
+    if (first >= 2.0 * min_size) k = 1 + (int)floor(log(2.0 * min_size / first) / log(s->q));
+    while (k > 0 && split_geo_start(s, k) - split_geo_start(s, k - 1) < 2 * min_size) k--;
+    s->ngeo = k;
+    s->geo_end = split_geo_start(s, k);
+    s->nchunks = k + (n - s->geo_end + min_size - 1) / min_size;
+    if (s->nchunks < 1) s->nchunks = 1;
+}
+
+void pool_split_chunk(const pool_split *s, int k, int *lo, int *hi) {
+    if (k < s->ngeo) {
+        *lo = split_geo_start(s, k);
+        *hi = split_geo_start(s, k + 1);
+        return;
+    }
+    long a = s->geo_end + (long)(k - s->ngeo) * s->min_size, b = a + s->min_size;
+    *lo = a < s->n ? (int)a : s->n;
+    *hi = b < s->n ? (int)b : s->n;
 }
