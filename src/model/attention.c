@@ -197,21 +197,15 @@ static void compressor_finish(const dsv4_model *m, const compressor_w *cw, float
     }
 }
 
-/* Run the compressor over rows [0,T): projections batched, then the
- * per-token state machine (identical to the reference's decode step, and
- * mathematically to its prefill).  Completed blocks go to the cache of the
- * row's sequence: cache rows of width d, state in ls_kv/ls_sc selected by
- * `indexer`. */
+/* Run the compressor over rows [0,T), given its projections of the rows
+ * (kvp = wkv x, scp = wgate x: x_projections): the per-token state machine
+ * (identical to the reference's decode step, and mathematically to its
+ * prefill).  Completed blocks go to the cache of the row's sequence: cache
+ * rows of width d, state in ls_kv/ls_sc selected by `indexer`. */
 static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int indexer, row_info *rows, int T,
-                           const float *x) {
+                           const float *kvp, const float *scp) {
     int r = cw->ratio, d = cw->d, w2 = cw->coff * d;
-    float *kvp = xmalloc((size_t)T * w2 * sizeof(float));
-    float *scp = xmalloc((size_t)T * w2 * sizeof(float));
     float *tmp = xmalloc((size_t)d * sizeof(float)), *ptmp = xmalloc((size_t)6 * r * sizeof(float));
-    /* FP32 products in the reference (x.float(), FP32 copies of the BF16
-     * weights): no output rounding in any mode */
-    linear(&cw->wkv, x, T, kvp, m->mode, 0, m->pool);
-    linear(&cw->wgate, x, T, scp, m->mode, 0, m->pool);
     for (int t = 0; t < T; t++) {
         layer_state *ls = &rows[t].seq->ls[li];
         float *kvs = indexer ? ls->ikv_state : ls->kv_state;
@@ -233,8 +227,6 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
         memcpy(cache + (size_t)j * d, tmp, (size_t)d * sizeof(float));
         if (indexer && j < ls->ikv_bf16_n) ls->ikv_bf16_n = j;   /* row j rewritten */
     }
-    free(kvp);
-    free(scp);
     free(tmp);
     free(ptmp);
 }
@@ -260,15 +252,14 @@ static const uint16_t *indexer_keys_bf16(dsv4_model *m, layer_state *ls, int nb,
 }
 
 /* Selected compressed-block ids for every row: sel[t*k_max ...], count in
- * nsel[t] (valid ids first, descending score). */
-static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const float *x, const float *qr,
-                           int *sel, int *nsel, int k_max) {
+ * nsel[t] (valid ids first, descending score).  Takes the products of the
+ * rows (q = idx_wq_b qr, the indexer compressor's projections, w =
+ * weights_proj x; see x_projections) and rewrites q and w in place. */
+static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, float *q, const float *ikvp,
+                           const float *iscp, float *w, int *sel, int *nsel, int k_max) {
     const dsv4_config *c = &m->cfg;
     const layer_w *l = &m->layers[li];
     int ex = exact_mode(m), IH = c->index_n_heads, ID = c->index_head_dim, rd = c->rope_head_dim;
-    float *q = xmalloc((size_t)T * IH * ID * sizeof(float));
-    float *w = xmalloc((size_t)T * IH * sizeof(float));
-    linear(&l->idx_wq_b, qr, T, q, m->mode, 0, m->pool);
     float *cs = xmalloc((size_t)rd * sizeof(float));
     for (int t = 0; t < T; t++) {
         rope_table(m->rope_freq_comp, rd, rows[t].pos, cs);
@@ -280,8 +271,7 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
         }
     }
     free(cs);
-    compressor_run(m, li, &l->idx_comp, 1, rows, T, x);
-    linear(&l->idx_weights_proj, x, T, w, m->mode, LIN_OUT_BF16, m->pool);
+    compressor_run(m, li, &l->idx_comp, 1, rows, T, ikvp, iscp);
     float wscale = 1.0f / sqrtf((float)ID) * (1.0f / sqrtf((float)IH));
     for (size_t i = 0; i < (size_t)T * IH; i++) w[i] = rnd(ex, w[i] * wscale);
     /* Scores against the cached keys as matrix products: rows of one
@@ -343,8 +333,6 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, const f
         free(score);
     }
     free(dots);
-    free(q);
-    free(w);
 }
 
 /* ---- sparse attention with sink (spec 4.6) -------------------------------- */
@@ -519,6 +507,52 @@ static int build_keys(const dsv4_model *m, int li, row_info *rows, int t, const 
     return n;
 }
 
+/* The products of the layer input x (4.2-4.5): q's low-rank projection, the
+ * raw KV, the compressor's and the indexer's projections.  They all read x,
+ * so they run as one job (linear_multi): in decode one wake-up and one
+ * tail for up to seven products of 0.3-4 MB, which one at a time streamed
+ * at 20-28 GB/s where the large products reach 31-33 (DSV4_PROFILE, Flash
+ * slice, 2 threads).  Each product's arithmetic is what linear() does. */
+typedef struct {
+    float *qr, *kv;          /* wq_a x, wkv x */
+    float *ckv, *csc;        /* compressor wkv x, wgate x (layers with ratio) */
+    float *ikv, *isc, *iw;   /* indexer compressor wkv x, wgate x, weights_proj x */
+} x_proj;
+
+static void x_projections(dsv4_model *m, const layer_w *l, int T, const float *x, x_proj *p) {
+    const dsv4_config *c = &m->cfg;
+    linear_item it[7];
+    int n = 0;
+    *p = (x_proj){0};
+    p->qr = xmalloc((size_t)T * c->q_lora_rank * sizeof(float));
+    p->kv = xmalloc((size_t)T * c->head_dim * sizeof(float));
+    it[n++] = (linear_item){&l->wq_a, x, T, p->qr, 0};
+    it[n++] = (linear_item){&l->wkv, x, T, p->kv, 0};
+    /* FP32 products in the reference (x.float(), FP32 copies of the BF16
+     * weights): no output rounding in any mode */
+    if (l->ratio) {
+        size_t w2 = (size_t)l->comp.coff * l->comp.d;
+        p->ckv = xmalloc((size_t)T * w2 * sizeof(float));
+        p->csc = xmalloc((size_t)T * w2 * sizeof(float));
+        it[n++] = (linear_item){&l->comp.wkv, x, T, p->ckv, 0};
+        it[n++] = (linear_item){&l->comp.wgate, x, T, p->csc, 0};
+    }
+    if (l->has_indexer) {
+        size_t w2 = (size_t)l->idx_comp.coff * l->idx_comp.d;
+        p->ikv = xmalloc((size_t)T * w2 * sizeof(float));
+        p->isc = xmalloc((size_t)T * w2 * sizeof(float));
+        p->iw = xmalloc((size_t)T * c->index_n_heads * sizeof(float));
+        it[n++] = (linear_item){&l->idx_comp.wkv, x, T, p->ikv, 0};
+        it[n++] = (linear_item){&l->idx_comp.wgate, x, T, p->isc, 0};
+        it[n++] = (linear_item){&l->idx_weights_proj, x, T, p->iw, LIN_OUT_BF16};
+    }
+    linear_multi(it, n, m->mode, m->pool);
+}
+
+static void x_proj_free(x_proj *p) {
+    free(p->qr); free(p->kv); free(p->ckv); free(p->csc); free(p->ikv); free(p->isc); free(p->iw);
+}
+
 void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float *x, float *out) {
     const dsv4_config *c = &m->cfg;
     const layer_w *l = &m->layers[li];
@@ -529,12 +563,20 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     float *cs = xmalloc((size_t)T * rd * sizeof(float));
     for (int t = 0; t < T; t++) rope_table(freq, rd, rows[t].pos, cs + (size_t)t * rd);
 
-    /* query path (4.2) */
-    float *qr = xmalloc((size_t)T * QR * sizeof(float));
+    x_proj xp;
+    x_projections(m, l, T, x, &xp);
+
+    /* query path (4.2); the indexer's queries (4.5) come from the same
+     * normalised low-rank q, in the same job */
+    float *qr = xp.qr, *iq = NULL;
     float *q = xmalloc((size_t)T * H * hd * sizeof(float));
-    linear(&l->wq_a, x, T, qr, m->mode, 0, m->pool);
     for (int t = 0; t < T; t++) rmsnorm(qr + (size_t)t * QR, l->q_norm, QR, c->norm_eps, qr + (size_t)t * QR, ex);
-    linear(&l->wq_b, qr, T, q, m->mode, 0, m->pool);
+    linear_item qi[2] = {{&l->wq_b, qr, T, q, 0}};
+    if (l->has_indexer) {
+        iq = xmalloc((size_t)T * c->index_n_heads * c->index_head_dim * sizeof(float));
+        qi[1] = (linear_item){&l->idx_wq_b, qr, T, iq, 0};
+    }
+    linear_multi(qi, l->has_indexer ? 2 : 1, m->mode, m->pool);
     for (int t = 0; t < T; t++)
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)t * H + h) * hd;
@@ -546,8 +588,7 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
         }
 
     /* raw KV (4.3) */
-    float *kv = xmalloc((size_t)T * hd * sizeof(float));
-    linear(&l->wkv, x, T, kv, m->mode, 0, m->pool);
+    float *kv = xp.kv;
     for (int t = 0; t < T; t++) {
         float *k = kv + (size_t)t * hd;
         rmsnorm(k, l->kv_norm, hd, c->norm_eps, k, ex);
@@ -557,12 +598,12 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
 
     /* compressed entries (4.4) and indexer selection (4.5) */
     int k_max = 0, *sel = NULL, *nsel = NULL;
-    if (l->ratio) compressor_run(m, li, &l->comp, 0, rows, T, x);
+    if (l->ratio) compressor_run(m, li, &l->comp, 0, rows, T, xp.ckv, xp.csc);
     if (l->has_indexer) {
         k_max = c->index_topk;
         sel = xmalloc((size_t)T * k_max * sizeof(int));
         nsel = xcalloc((size_t)T, sizeof(int));
-        indexer_select(m, li, rows, T, x, qr, sel, nsel, k_max);
+        indexer_select(m, li, rows, T, iq, xp.ikv, xp.isc, xp.iw, sel, nsel, k_max);
     }
 
     /* index lists */
@@ -644,5 +685,6 @@ void attention_forward(dsv4_model *m, int li, row_info *rows, int T, const float
     free(wgs); free(items);
     linear(&l->wo_b, u, T, out, m->mode, 0, m->pool);
     free(xg); free(ug); free(u); free(o); free(keys); free(nkeys); free(sel); free(nsel);
-    free(kv); free(q); free(qr); free(cs);
+    free(q); free(iq); free(cs);
+    x_proj_free(&xp);
 }
