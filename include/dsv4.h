@@ -91,6 +91,13 @@ dsv4_model *dsv4_model_load(const char *dir, char *err, size_t errlen);
  * commands that compute call it after loading; DSV4_PREFAULT=0 skips it
  * (models streamed from SSD that do not fit in memory). */
 void dsv4_model_prefault(dsv4_model *m);
+/* Fraction (0..1) of the weight files' mapped bytes that the kernel maps
+ * in 2 MiB pages (after dsv4_model_prefault), -1 if unknown.  Files read
+ * from disk by the load get 2 MiB pages on ext4/xfs with Linux 6.x; files
+ * whose page cache was filled by writing or copying them keep 4 KiB pages
+ * until evicted (DSV4_REREAD=1 evicts them at load).  One core streams
+ * about 15% faster from 2 MiB pages. */
+double dsv4_model_hugepage_fraction(const dsv4_model *m);
 void dsv4_model_free(dsv4_model *m);
 const dsv4_config *dsv4_model_config(const dsv4_model *m);
 void dsv4_model_set_mode(dsv4_model *m, dsv4_mode mode);

@@ -38,6 +38,9 @@ t "decode fields" 'j "$tmp/b.json" "b.decode.every(d => d.tok_s > 0 && d.bytes_p
 t "bytes per token grow with context" 'j "$tmp/b.json" "b.decode[2].bytes_per_token > b.decode[0].bytes_per_token"'
 t "prefill fields" 'j "$tmp/b.json" "b.prefill.tok_s > 0 && b.prefill.gflops > 0 && b.prefill.gemm_peak_gflops > 0"'
 t "rss_mb" 'j "$tmp/b.json" "b.rss_mb > 0"'
+# the share of the weights the kernel maps in 2 MiB pages (-1: unknown)
+t "weights_hugepage_fraction" 'j "$tmp/b.json" "b.weights_hugepage_fraction == -1 || (b.weights_hugepage_fraction >= 0 && b.weights_hugepage_fraction <= 1)"'
+t "2 MiB page share printed" 'grep -q "in 2 MiB pages" "$tmp/err"'
 # random fill and a real prefill give caches of the same shapes: both run
 "$DSV4" bench -m $M --threads 2 --ctx 40 --prompt 0 --gen 2 --bw-mb 32 --fill prefill --json >"$tmp/p.json" 2>"$tmp/err"; rc=$?
 t "prefill-filled context runs" '[ $rc -eq 0 ] && j "$tmp/p.json" "b.decode[0].ctx == 40"'

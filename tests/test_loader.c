@@ -12,6 +12,8 @@
 #include "util/util.h"
 #include <jansson.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,6 +245,42 @@ TEST(valid_copy_loads) {
     dsv4_model_free(m);
 }
 
+/* The weight file mapping (util.h map_file_readonly): 2 MiB-aligned, the
+ * file's bytes, the page-cache drop of a writer loses nothing, DSV4_REREAD
+ * and DSV4_HUGEPAGE=0 still map the same bytes, and the 2 MiB-page measure
+ * answers in [0, 1] for the mapping and -1 for an address not mapped. */
+TEST(file_mapping) {
+    char path[512];
+    snprintf(path, sizeof path, "%s_map.bin", tmpdir);
+    size_t len = (size_t)5 << 20;   /* over 2 MiB, not a multiple */
+    len += 12345;
+    uint8_t *buf = malloc(len);
+    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(i * 2654435761u >> 13);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(buf, 1, len, f) == len, "write %s", path);
+    if (f) fclose(f);
+    int fd = open(path, O_RDONLY);
+    file_drop_cache(fd);
+    static const char *modes[3][2] = {{NULL, NULL}, {"DSV4_REREAD", "1"}, {"DSV4_HUGEPAGE", "0"}};
+    for (int k = 0; k < 3; k++) {
+        if (modes[k][0]) setenv(modes[k][0], modes[k][1], 1);
+        void *map = map_file_readonly(fd, len);
+        CHECK(map != MAP_FAILED, "map %d", k);
+        if (map == MAP_FAILED) continue;
+        if (k < 2) CHECK(((uintptr_t)map & (((uintptr_t)2 << 20) - 1)) == 0, "mapping %d at a 2 MiB boundary", k);
+        CHECK(!memcmp(map, buf, len), "mapping %d holds the file's bytes", k);
+        map_prefault(map, len);
+        double h = map_hugepage_fraction(map, len);
+        CHECK(h >= 0 && h <= 1, "2 MiB share of mapping %d: %g", k, h);
+        munmap(map, len);
+        if (modes[k][0]) unsetenv(modes[k][0]);
+    }
+    CHECK(map_hugepage_fraction(buf, len) <= 0, "anonymous memory is not a file's 2 MiB pages");
+    close(fd);
+    unlink(path);
+    free(buf);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4_test_loader_%d", (int)getpid());
     RUN(missing_files);
@@ -251,6 +289,7 @@ int main(void) {
     RUN(inventory_errors);
     RUN(config_errors);
     RUN(valid_copy_loads);
+    RUN(file_mapping);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) {}

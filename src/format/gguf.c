@@ -299,7 +299,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     }
     size_t len = (size_t)st.st_size;
     if (len < 24) { errf(err, errlen, "%s: file too short to be GGUF (%zu bytes)", path, len); close(fd); return NULL; }
-    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    void *map = map_file_readonly(fd, len);
     close(fd);
     if (map == MAP_FAILED) { errf(err, errlen, "%s: mmap: %s", path, strerror(errno)); return NULL; }
     gguf_file *f = gguf_parse(map, len, path, err, errlen);
@@ -561,8 +561,10 @@ int gguf_writer_write(gguf_writer *w, const char *path, gguf_progress_fn progres
         close(fd); unlink(tmp); free(h.p); return -1;
     }
     uint8_t *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) { free(h.p); unlink(tmp); return errf(err, errlen, "%s: mmap: %s", tmp, strerror(errno)); }
+    if (map == MAP_FAILED) {
+        close(fd); free(h.p); unlink(tmp);
+        return errf(err, errlen, "%s: mmap: %s", tmp, strerror(errno));
+    }
     memcpy(map, h.p, h.n);
     memset(map + h.n, 0, data_off - h.n);
     free(h.p);
@@ -578,6 +580,9 @@ int gguf_writer_write(gguf_writer *w, const char *path, gguf_progress_fn progres
         if (progress) progress(pctx, done, data_bytes, t->name);
     }
     munmap(map, total);
+    /* the next load then reads the file back in 2 MiB folios (util.h) */
+    if (!rc) file_drop_cache(fd);
+    close(fd);
     if (!rc && rename(tmp, path)) rc = errf(err, errlen, "%s: rename: %s", path, strerror(errno));
     if (rc) unlink(tmp);
     return rc;

@@ -368,6 +368,11 @@ static void gg_prefault(void *ctx) {
     if (s->f->mapped) map_prefault(s->f->buf, s->f->len);
 }
 
+static double gg_hugepage_fraction(void *ctx) {
+    gg_source *s = ctx;
+    return s->f->mapped ? map_hugepage_fraction(s->f->buf, s->f->len) : -1;
+}
+
 int gguf_model_open(const char *path, dsv4_config *cfg, wsource *src, char *err, size_t errlen) {
     gguf_file *f = gguf_open(path, err, errlen);
     if (!f) return -1;
@@ -382,6 +387,6 @@ int gguf_model_open(const char *path, dsv4_config *cfg, wsource *src, char *err,
     }
     *src = (wsource){.ctx = s, .matrix = gg_matrix, .vector = gg_vector, .has = gg_has,
                      .unused = gg_unused, .close = gg_close,
-                     .prefault = gg_prefault};
+                     .prefault = gg_prefault, .hugepage_fraction = gg_hugepage_fraction};
     return 0;
 }

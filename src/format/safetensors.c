@@ -139,7 +139,7 @@ int st_open_file(st_set *set, const char *path, char *err, size_t errlen) {
     struct stat stt;
     if (fstat(fd, &stt) < 0) { close(fd); return errf(err, errlen, "%s: %s", path, strerror(errno)); }
     size_t len = (size_t)stt.st_size;
-    void *map = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+    void *map = len ? map_file_readonly(fd, len) : NULL;
     close(fd);
     if (len && map == MAP_FAILED) return errf(err, errlen, "%s: mmap: %s", path, strerror(errno));
     int fidx = set->n_files;

@@ -928,6 +928,8 @@ static int write_shard(gplan *p, dsv4_pool *pool, const char *dir, int k, int ns
     atomic_store(&j.failed, 0);
     if (pool) pool_run(pool, job_worker, &j);
     else job_worker(&j, 0, 1);
+    /* the next load then reads the shard back in 2 MiB folios (util.h) */
+    if (!atomic_load(&j.failed)) file_drop_cache(fd);
     int cerr = close(fd);
     if (atomic_load(&j.failed)) errf(err, errlen, "%s: write failed: %s", path, strerror(j.err_no));
     else if (cerr) errf(err, errlen, "%s: %s", path, strerror(errno));

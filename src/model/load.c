@@ -244,6 +244,10 @@ dsv4_model *dsv4_model_load(const char *dir, char *err, size_t errlen) {
     return model_load_source(&cfg, src, dir, err, errlen);
 }
 
+double dsv4_model_hugepage_fraction(const dsv4_model *m) {
+    return m && m->src.hugepage_fraction ? m->src.hugepage_fraction(m->src.ctx) : -1;
+}
+
 void dsv4_model_prefault(dsv4_model *m) {
     if (m && m->src.prefault) m->src.prefault(m->src.ctx);
 }

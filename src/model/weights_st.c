@@ -140,6 +140,18 @@ static void st_prefault(void *ctx) {
     for (int i = 0; i < s->set.n_files; i++) map_prefault(s->set.files[i].map, s->set.files[i].map_len);
 }
 
+static double st_hugepage_fraction(void *ctx) {
+    st_source *s = ctx;
+    double huge = 0, all = 0;
+    for (int i = 0; i < s->set.n_files; i++) {
+        double f = map_hugepage_fraction(s->set.files[i].map, s->set.files[i].map_len);
+        if (f < 0) return -1;
+        huge += f * (double)s->set.files[i].map_len;
+        all += (double)s->set.files[i].map_len;
+    }
+    return all > 0 ? huge / all : -1;
+}
+
 int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t errlen) {
     st_source *s = xcalloc(1, sizeof *s);
     if (st_open_dir(&s->set, dir, err, errlen)) {
@@ -150,6 +162,6 @@ int wsource_open_safetensors(const char *dir, wsource *out, char *err, size_t er
     s->used = xcalloc((size_t)s->set.n_tensors + 1, 1);
     *out = (wsource){.ctx = s, .matrix = st_matrix, .vector = st_vector, .has = st_has,
                      .unused = st_unused, .close = st_close_src, .inventory = st_inventory,
-                     .prefault = st_prefault};
+                     .prefault = st_prefault, .hugepage_fraction = st_hugepage_fraction};
     return 0;
 }

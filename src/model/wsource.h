@@ -39,6 +39,9 @@ typedef struct wsource {
     int (*inventory)(void *ctx, long *n_tensors, size_t *bytes);
     /* Optional: map every file page now (util.h map_prefault). */
     void (*prefault)(void *ctx);
+    /* Optional: the fraction of the mapped bytes in 2 MiB pages now
+     * (util.h map_hugepage_fraction), -1 if unknown. */
+    double (*hugepage_fraction)(void *ctx);
 } wsource;
 
 #endif

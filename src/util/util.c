@@ -1,6 +1,9 @@
 /* util.c - see util.h. */
 #include "util/util.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,64 @@ void map_prefault(const void *map, size_t len) {
     volatile unsigned char sink = 0;
     for (size_t off = 0; off < len; off += (size_t)pg) sink ^= ((const unsigned char *)map)[off];
     (void)sink;
+}
+
+#define HUGE_2M ((size_t)2 << 20)
+
+void *map_file_readonly(int fd, size_t len) {
+    const char *env = getenv("DSV4_HUGEPAGE"), *reread = getenv("DSV4_REREAD");
+    /* pages cached in 4 KiB folios (the file was written or copied here)
+     * stay so until evicted: on request, drop the file's clean, unmapped
+     * pages, so that this load reads it back in 2 MiB folios */
+    if (len && reread && !strcmp(reread, "1")) (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (!len || (env && !strcmp(env, "0")) || len < HUGE_2M) return mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    /* reserve len + 2 MiB of address space, map the file at the first
+     * 2 MiB boundary inside it, give back the rest */
+    size_t span = len + HUGE_2M;
+    uint8_t *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (res == MAP_FAILED) return mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    uint8_t *at = (uint8_t *)(((uintptr_t)res + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    void *map = mmap(at, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (map == MAP_FAILED) {
+        int e = errno;
+        munmap(res, span);
+        errno = e;
+        return MAP_FAILED;
+    }
+    if (at > res) munmap(res, (size_t)(at - res));
+    size_t tail = (size_t)(res + span - (at + len));
+    if (tail) munmap(at + len, tail);
+#ifdef MADV_HUGEPAGE
+    madvise(map, len, MADV_HUGEPAGE);   /* advice only: THP may be off */
+#endif
+    return map;
+}
+
+void file_drop_cache(int fd) {
+    if (fd < 0) return;
+    if (fdatasync(fd) == 0) (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+double map_hugepage_fraction(const void *map, size_t len) {
+    if (!map || !len) return -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    uintptr_t lo = (uintptr_t)map, hi = lo + len;
+    double kb = 0;
+    int in = 0, seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        /* a VMA header: "start-end perms ..."; field lines start with a name */
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = a < hi && b > lo;
+            seen |= in;
+            continue;
+        }
+        if (in && !strncmp(line, "FilePmdMapped:", 14)) kb += atof(line + 14);
+    }
+    fclose(f);
+    return seen ? kb * 1024.0 / (double)len : -1;
 }
 
 void strbuf_add(strbuf *b, const void *s, size_t n) {

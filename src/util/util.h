@@ -51,4 +51,27 @@ double current_rss_mb(void);
  * models streamed from SSD that do not fit in memory. */
 void map_prefault(const void *map, size_t len);
 
+/* Map len bytes of the open file fd read-only and shared, at an address
+ * aligned to 2 MiB and advised MADV_HUGEPAGE, so that the kernel can map
+ * the file's page cache in 2 MiB entries where it holds 2 MiB folios (a
+ * read of the file fills it with them on ext4/xfs since Linux 6.x).  One
+ * core then streams about 15% faster: fewer TLB misses, and the hardware
+ * prefetcher is not stopped at every 4 KiB page (1 thread, 1 GiB: 2 MiB
+ * pages 28-30 GB/s, 4 KiB 23-26; decode of the Flash slice 11.3-11.4
+ * against 9.2-10.5 tok/s).  DSV4_HUGEPAGE=0 maps plainly; DSV4_REREAD=1
+ * first drops the file's page cache (clean pages no process maps), so
+ * that a file cached in 4 KiB folios is read back in 2 MiB ones.  Returns
+ * MAP_FAILED on error (errno set); munmap(map, len) undoes it. */
+void *map_file_readonly(int fd, size_t len);
+
+/* Drop the page cache of the file fd after writing it (fdatasync, then
+ * POSIX_FADV_DONTNEED): pages left behind by writes are 4 KiB folios,
+ * which stay until evicted; dropped, the first load reads the file back in
+ * 2 MiB folios.  Best effort: errors are ignored. */
+void file_drop_cache(int fd);
+
+/* Fraction (0..1) of the mapping [map, map+len) that the kernel maps in
+ * 2 MiB pages now (FilePmdMapped of /proc/self/smaps); -1 if unknown. */
+double map_hugepage_fraction(const void *map, size_t len);
+
 #endif
