@@ -390,6 +390,50 @@ TEST(int8_activations) {
     free_weight(&g);
 }
 
+/* linear_multi: one job of int8 products (MXFP4), fused products (FP8,
+ * BF16, F32) and a product that must go alone (F32 with LIN_ROUND_F32)
+ * gives every product bit for bit what linear() gives it alone, in every
+ * mode, for decode-sized and prefill-sized token counts. */
+TEST(multi_matches_single) {
+    struct { wtype t; int rows, cols, xi, flags; } spec[] = {
+        {W_MXFP4, 256, 512, 0, 0}, {W_MXFP4, 128, 512, 0, 0},   /* same input: quantised once */
+        {W_FP8, 200, 256, 1, 0},   {W_BF16, 64, 256, 1, 0},
+        {W_F32, 48, 128, 2, LIN_ROUND_F32}, {W_F32, 32, 128, 2, 0},
+    };
+    enum { N = 6 };
+    static const int Ts[] = {1, 3, 20};
+    static const dsv4_mode modes[] = {DSV4_MODE_FAST, DSV4_MODE_FP32, DSV4_MODE_EXACT};
+    test_weight tw[N];
+    for (int i = 0; i < N; i++) tw[i] = make_weight(spec[i].t, spec[i].rows, spec[i].cols);
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 3; b++) {
+            int T = Ts[a];
+            float *x[3], *y[N], *r[N];
+            static const int xk[3] = {512, 256, 128};
+            for (int k = 0; k < 3; k++) {
+                x[k] = malloc((size_t)T * xk[k] * sizeof(float));
+                for (int i = 0; i < T * xk[k]; i++) x[k][i] = rndf() * 2.0f;
+            }
+            linear_item it[N];
+            for (int i = 0; i < N; i++) {
+                size_t ny = (size_t)T * spec[i].rows;
+                y[i] = malloc(ny * sizeof(float));
+                r[i] = malloc(ny * sizeof(float));
+                for (size_t k = 0; k < ny; k++) y[i][k] = NAN;
+                it[i] = (linear_item){&tw[i].w, x[spec[i].xi], T, y[i], spec[i].flags};
+                linear(&tw[i].w, x[spec[i].xi], T, r[i], modes[b], spec[i].flags, pool2);
+            }
+            linear_multi(it, N, modes[b], pool2);
+            for (int i = 0; i < N; i++)
+                CHECK(!memcmp(y[i], r[i], (size_t)T * spec[i].rows * sizeof(float)),
+                      "mode %d T=%d: product %d (%s %dx%d) in the multi job differs from linear() alone", (int)modes[b],
+                      T, i, tname(spec[i].t), spec[i].rows, spec[i].cols);
+            for (int i = 0; i < N; i++) { free(y[i]); free(r[i]); }
+            for (int k = 0; k < 3; k++) free(x[k]);
+        }
+    for (int i = 0; i < N; i++) free_weight(&tw[i]);
+}
+
 /* pool_split: the chunks tile [0, n) in order, edges on align, none
  * smaller than min_size but the last, shrinking (but for rounding) from about
  * n / (2 threads) down to min_size. */
@@ -435,6 +479,7 @@ int main(void) {
     RUN(dispatch);
     RUN(int8_activations);
     RUN(pool_split_guided);
+    RUN(multi_matches_single);
     pool_free(pool2);
     return check_summary();
 }

@@ -329,15 +329,6 @@ static void swiglu_rows(dsv4_model *m, float *g, const float *u, int n, const fl
     par_for(m, n, (size_t)n * c->moe_inter_dim * 8, swiglu_range, &j);
 }
 
-/* One expert on n gathered rows: out[n][D] = w2 . bf16(silu(clamp(w1 x)) * clamp(w3 x) * weight). */
-static void expert_run(dsv4_model *m, const dsv4_weight *w1, const dsv4_weight *w2, const dsv4_weight *w3,
-                       const float *x, int n, const float *weights, float *out, float *g, float *u) {
-    linear_item gu[2] = {{w1, x, n, g, 0}, {w3, x, n, u, 0}};
-    linear_multi(gu, 2, m->mode, m->pool);
-    swiglu_rows(m, g, u, n, weights);
-    linear(w2, g, n, out, m->mode, 0, m->pool);
-}
-
 /* y[who[i]] += og[i] for the gathered rows in order (ascending expert, as
  * the reference sums them), a range of columns per thread. */
 typedef struct { float *y; const float *og; const int *who; int n, D; } moe_sum_job;
@@ -373,15 +364,19 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
     }
     free(sel);
     /* routed experts: each expert's rows gathered (in token order), all the
-     * experts' products of a stage in one job (linear_multi), then summed in
-     * ascending expert order as the reference sums them */
+     * experts' products of a stage in one job (linear_multi), with the
+     * shared expert's products of that stage in the same job, then summed
+     * in ascending expert order as the reference sums them, the shared
+     * expert's output last.  The shared expert's rows follow the gathered
+     * ones in g, u and og (rows n .. n+T). */
     memset(y, 0, (size_t)T * D * sizeof(float));
     int P = T * K;   /* (token, expert) pairs */
-    float *xg = xmalloc((size_t)P * D * sizeof(float)), *og = xmalloc((size_t)P * D * sizeof(float));
-    float *g = xmalloc((size_t)P * I * sizeof(float)), *u = xmalloc((size_t)P * I * sizeof(float));
-    float *wg = xmalloc((size_t)P * sizeof(float));
+    int S = l->has_shared ? T : 0;
+    float *xg = xmalloc((size_t)P * D * sizeof(float)), *og = xmalloc((size_t)(P + S) * D * sizeof(float));
+    float *g = xmalloc((size_t)(P + S) * I * sizeof(float)), *u = xmalloc((size_t)(P + S) * I * sizeof(float));
+    float *wg = xmalloc((size_t)(P + S) * sizeof(float));
     int *who = xmalloc((size_t)P * sizeof(int)), *start = xmalloc((size_t)(E + 1) * sizeof(int));
-    linear_item *items = xmalloc((size_t)2 * E * sizeof(linear_item));
+    linear_item *items = xmalloc((size_t)(2 * E + 2) * sizeof(linear_item));
     int n = 0;
     for (int e = 0; e < E; e++) {
         start[e] = n;
@@ -401,20 +396,27 @@ static void moe_forward(dsv4_model *m, int li, const row_info *rows, int T, cons
         items[ni++] = (linear_item){&l->w1[e], xg + (size_t)r0 * D, cnt, g + (size_t)r0 * I, 0};
         items[ni++] = (linear_item){&l->w3[e], xg + (size_t)r0 * D, cnt, u + (size_t)r0 * I, 0};
     }
+    if (S) {
+        items[ni++] = (linear_item){&l->sw1, x, T, g + (size_t)n * I, 0};
+        items[ni++] = (linear_item){&l->sw3, x, T, u + (size_t)n * I, 0};
+        /* the shared expert has no routing weight: times 1.0f, exactly */
+        for (int t = 0; t < T; t++) wg[n + t] = 1.0f;
+    }
     linear_multi(items, ni, m->mode, m->pool);
-    swiglu_rows(m, g, u, n, wg);   /* every gathered row at once */
+    swiglu_rows(m, g, u, n + S, wg);   /* every gathered row and the shared rows at once */
     ni = 0;
     for (int e = 0; e < E; e++) {
         int r0 = start[e], cnt = start[e + 1] - r0;
         if (!cnt) continue;
         items[ni++] = (linear_item){&l->w2[e], g + (size_t)r0 * I, cnt, og + (size_t)r0 * D, 0};
     }
+    if (S) items[ni++] = (linear_item){&l->sw2, g + (size_t)n * I, T, og + (size_t)n * D, 0};
     linear_multi(items, ni, m->mode, m->pool);
     moe_sum_job sj = {y, og, who, n, D};
     par_for(m, D, (size_t)n * D, moe_sum_cols, &sj);
-    if (l->has_shared) {
-        expert_run(m, &l->sw1, &l->sw2, &l->sw3, x, T, NULL, og, g, u);
-        for (size_t i = 0; i < (size_t)T * D; i++) y[i] += og[i];
+    if (S) {
+        const float *os = og + (size_t)n * D;
+        for (size_t i = 0; i < (size_t)T * D; i++) y[i] += os[i];
     }
     rnd_vec(ex, y, (size_t)T * D);
     free(xg); free(og); free(g); free(u); free(wg); free(who); free(start); free(items);

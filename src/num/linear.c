@@ -347,23 +347,34 @@ static void small_multi_worker(void *arg, int tid, int nth) {
     free(buf);
 }
 
-static void run_small_multi(const kern_set *ks, const linear_item *it, int n, int bf16, dsv4_pool *pool) {
-    small_multi_job mj = {.n = n};
-    mj.jobs = malloc((size_t)n * sizeof *mj.jobs);
-    mj.first = malloc((size_t)n * sizeof(int));
-    if (!mj.jobs || !mj.first) abort();
-    int nth = pool_size(pool);
+static void small_multi_setup(small_multi_job *mj, const kern_set *ks, const linear_item *it, int n, int bf16,
+                              int nth) {
+    *mj = (small_multi_job){.n = n};
+    mj->jobs = malloc((size_t)n * sizeof *mj->jobs);
+    mj->first = malloc((size_t)n * sizeof(int));
+    if (!mj->jobs || !mj->first) abort();
     for (int i = 0; i < n; i++) {
         int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && it[i].w->type != W_F32;
-        small_setup(&mj.jobs[i], ks, it[i].w, it[i].x, it[i].T, it[i].y, use_bf16, nth);
-        mj.first[i] = mj.nchunks;
-        mj.nchunks += mj.jobs[i].split.nchunks;
+        small_setup(&mj->jobs[i], ks, it[i].w, it[i].x, it[i].T, it[i].y, use_bf16, nth);
+        mj->first[i] = mj->nchunks;
+        mj->nchunks += mj->jobs[i].split.nchunks;
     }
-    atomic_init(&mj.next, 0);
+    atomic_init(&mj->next, 0);
+}
+
+static void small_multi_free(small_multi_job *mj) {
+    for (int i = 0; i < mj->n; i++) free((void *)mj->jobs[i].xb);
+    free(mj->jobs);
+    free(mj->first);
+}
+
+static void run_small_multi(const kern_set *ks, const linear_item *it, int n, int bf16, dsv4_pool *pool) {
+    small_multi_job mj;
+    int nth = pool_size(pool);
+    small_multi_setup(&mj, ks, it, n, bf16, nth);
     if (pool && nth > 1 && mj.nchunks > 1) pool_run(pool, small_multi_worker, &mj);
     else small_multi_worker(&mj, 0, 1);
-    for (int i = 0; i < n; i++) free((void *)mj.jobs[i].xb);
-    free(mj.jobs); free(mj.first);
+    small_multi_free(&mj);
 }
 
 /* ---- int8 activations (FAST mode, AVX-512 VNNI: num/kernels_i8.c) ------- */
@@ -482,32 +493,35 @@ static int same_input(const linear_item *a, const linear_item *b) {
     return a->x == b->x && a->T == b->T && a->w->cols == b->w->cols && a->w->type == b->w->type;
 }
 
-static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
+/* Set up the int8 job of n products and quantise their inputs (in the
+ * pool for 8 or more tokens' worth); *par: whether the products are worth
+ * the pool. */
+static void i8_setup(i8_job *j, const linear_item *it, int n, dsv4_pool *pool, int *par) {
     int nth = pool_size(pool);
-    i8_job j = {.it = it, .n = n};
-    j.xq = malloc((size_t)n * sizeof *j.xq);
-    j.xv = calloc((size_t)n, sizeof *j.xv);
-    j.chunk = malloc((size_t)n * sizeof(int));
-    j.first = malloc((size_t)n * sizeof(int));
-    j.qown = malloc((size_t)n * sizeof(int));
-    j.qfirst = malloc((size_t)n * sizeof(int));
-    if (!j.xq || !j.xv || !j.chunk || !j.first || !j.qown || !j.qfirst) abort();
+    *j = (i8_job){.it = it, .n = n};
+    j->xq = malloc((size_t)n * sizeof *j->xq);
+    j->xv = calloc((size_t)n, sizeof *j->xv);
+    j->chunk = malloc((size_t)n * sizeof(int));
+    j->first = malloc((size_t)n * sizeof(int));
+    j->qown = malloc((size_t)n * sizeof(int));
+    j->qfirst = malloc((size_t)n * sizeof(int));
+    if (!j->xq || !j->xv || !j->chunk || !j->first || !j->qown || !j->qfirst) abort();
     size_t work = 0;
     for (int i = 0; i < n; i++) {
         const dsv4_weight *w = it[i].w;
         if (i > 0 && same_input(&it[i], &it[i - 1])) {
-            j.xq[i] = j.xq[i - 1];
+            j->xq[i] = j->xq[i - 1];
         } else {
-            j.xq[i] = malloc((size_t)it[i].T * kern_q8x_bytes(w->cols));
-            if (!j.xq[i]) abort();
-            j.qown[j.nown] = i;
-            j.qfirst[j.nown++] = j.nq;
-            j.nq += it[i].T;
+            j->xq[i] = malloc((size_t)it[i].T * kern_q8x_bytes(w->cols));
+            if (!j->xq[i]) abort();
+            j->qown[j->nown] = i;
+            j->qfirst[j->nown++] = j->nq;
+            j->nq += it[i].T;
         }
         if (it[i].T >= I8_GEMM_MIN_T) {   /* the packed kernel reads the tokens through views */
             size_t qb = kern_q8x_bytes(w->cols);
-            if (!(j.xv[i] = malloc((size_t)it[i].T * sizeof **j.xv))) abort();
-            for (int t = 0; t < it[i].T; t++) kern_q8x_view(j.xq[i] + (size_t)t * qb, w->cols, &j.xv[i][t]);
+            if (!(j->xv[i] = malloc((size_t)it[i].T * sizeof **j->xv))) abort();
+            for (int t = 0; t < it[i].T; t++) kern_q8x_view(j->xq[i] + (size_t)t * qb, w->cols, &j->xv[i][t]);
         }
         /* about 8 chunks per thread and product, multiples of 16 rows
          * (the kernels' row group), 16..128 rows */
@@ -515,20 +529,41 @@ static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
         chunk = (chunk + 15) / 16 * 16;
         if (chunk > 128) chunk = 128;
         if (chunk < 16) chunk = 16;
-        j.chunk[i] = chunk;
-        j.first[i] = j.nchunks;
-        j.nchunks += i8_nchunks(w->rows, chunk);
+        j->chunk[i] = chunk;
+        j->first[i] = j->nchunks;
+        j->nchunks += i8_nchunks(w->rows, chunk);
         work += (size_t)w->rows * w->cols * it[i].T;
     }
-    int par = pool && nth > 1 && work >= 65536;
-    if (par && j.nq >= 8) pool_run(pool, i8_quant_worker, &j);
-    else i8_quant_worker(&j, 0, 1);
-    atomic_init(&j.next, 0);
+    *par = pool && nth > 1 && work >= 65536;
+    if (*par && j->nq >= 8) pool_run(pool, i8_quant_worker, j);
+    else i8_quant_worker(j, 0, 1);
+    atomic_init(&j->next, 0);
+}
+
+static void i8_free(i8_job *j) {
+    for (int o = 0; o < j->nown; o++) free(j->xq[j->qown[o]]);
+    for (int i = 0; i < j->n; i++) free(j->xv[i]);
+    free(j->xq); free(j->xv); free(j->chunk); free(j->first); free(j->qown); free(j->qfirst);
+}
+
+static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {
+    i8_job j;
+    int par;
+    i8_setup(&j, it, n, pool, &par);
     if (par && j.nchunks > 1) pool_run(pool, i8_worker, &j);
     else i8_worker(&j, 0, 1);
-    for (int o = 0; o < j.nown; o++) free(j.xq[j.qown[o]]);
-    for (int i = 0; i < n; i++) free(j.xv[i]);
-    free(j.xq); free(j.xv); free(j.chunk); free(j.first); free(j.qown); free(j.qfirst);
+    i8_free(&j);
+}
+
+/* int8 products and fused few-token products in one pool job: each thread
+ * takes int8 chunks until they run out, then fused ones, with no barrier
+ * between (the routed experts, int8, beside the FP8 shared expert). */
+typedef struct { i8_job *a; small_multi_job *b; } mixed_job;
+
+static void mixed_worker(void *arg, int tid, int nth) {
+    mixed_job *m = arg;
+    i8_worker(m->a, tid, nth);
+    small_multi_worker(m->b, tid, nth);
 }
 
 void kern_i8_linear(const dsv4_weight *w, const float *x, int T, float *y, dsv4_pool *pool) {
@@ -689,25 +724,56 @@ void linear_multi(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *po
     prof_add(items[0].w, " (multi)", now_sec() - t0, bytes);
 }
 
+/* Which driver linear() would hand a product to, where it is one of the
+ * two that run several products in one job. */
+enum { MULTI_I8, MULTI_SMALL, MULTI_ALONE };
+
+static int multi_kind(const linear_item *it, dsv4_mode mode, const kern_set *ks) {
+    const dsv4_weight *w = it->w;
+    if (it->T <= 0) return MULTI_ALONE;
+    /* int8 activations (FAST, VNNI): GGUF Q8_0/MXFP4, release MXFP4 */
+    if (mode == DSV4_MODE_FAST && kern_i8_available(ks) && kern_i8_supports(w) &&
+        (w->type != W_MXFP4 || kern_supports(w)))
+        return MULTI_I8;
+    /* the few-token fused path (FAST/FP32, batch-invariant tiles); F32
+     * weights that linear() would round (LIN_ROUND_F32) go alone */
+    if (mode != DSV4_MODE_EXACT && kern_batch_invariant && ks->tile_bf16 && it->T < kern_gemm_min_t &&
+        kern_supports(w) && !ggml_linear_supports(w) && !(w->type == W_F32 && (it->flags & LIN_ROUND_F32)))
+        return MULTI_SMALL;
+    return MULTI_ALONE;
+}
+
 static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, dsv4_pool *pool) {
     read_env_once();
     if (n <= 0) return;
     const kern_set *ks = kern_for_isa(cpu_isa());
-    /* every product int8 (FAST, VNNI): one int8 job */
-    int all_i8 = mode == DSV4_MODE_FAST && kern_i8_available(ks);
-    for (int i = 0; i < n && all_i8; i++)
-        all_i8 = items[i].T > 0 && kern_i8_supports(items[i].w) &&
-                 (items[i].w->type != W_MXFP4 || kern_supports(items[i].w));
-    if (all_i8) { run_i8(items, n, pool); return; }
-    /* every product on the few-token fused path that linear() would take
-     * (FAST/FP32, batch-invariant tiles, no int8 format): one job */
-    int all_small = mode != DSV4_MODE_EXACT && kern_batch_invariant && ks->tile_bf16;
-    for (int i = 0; i < n && all_small; i++) {
-        const dsv4_weight *w = items[i].w;
-        all_small = items[i].T > 0 && items[i].T < kern_gemm_min_t && kern_supports(w) &&
-                    !ggml_linear_supports(w) &&
-                    !(mode == DSV4_MODE_FAST && w->type == W_MXFP4 && kern_i8_supports(w) && kern_i8_available(ks));
+    linear_item *part[2];
+    int np[2] = {0, 0};
+    part[MULTI_I8] = malloc((size_t)n * sizeof(linear_item));
+    part[MULTI_SMALL] = malloc((size_t)n * sizeof(linear_item));
+    if (!part[0] || !part[1]) abort();
+    for (int i = 0; i < n; i++) {
+        int k = multi_kind(&items[i], mode, ks);
+        if (k == MULTI_ALONE) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, items[i].flags, pool);
+        else part[k][np[k]++] = items[i];
     }
-    if (all_small) { run_small_multi(ks, items, n, mode == DSV4_MODE_FAST, pool); return; }
-    for (int i = 0; i < n; i++) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, items[i].flags, pool);
+    int bf16 = mode == DSV4_MODE_FAST;
+    if (np[MULTI_I8] && np[MULTI_SMALL]) {
+        i8_job a;
+        small_multi_job b;
+        int par;
+        i8_setup(&a, part[MULTI_I8], np[MULTI_I8], pool, &par);
+        small_multi_setup(&b, ks, part[MULTI_SMALL], np[MULTI_SMALL], bf16, pool_size(pool));
+        mixed_job m = {&a, &b};
+        if (pool && pool_size(pool) > 1) pool_run(pool, mixed_worker, &m);
+        else mixed_worker(&m, 0, 1);
+        i8_free(&a);
+        small_multi_free(&b);
+    } else if (np[MULTI_I8]) {
+        run_i8(part[MULTI_I8], np[MULTI_I8], pool);
+    } else if (np[MULTI_SMALL]) {
+        run_small_multi(ks, part[MULTI_SMALL], np[MULTI_SMALL], bf16, pool);
+    }
+    free(part[0]);
+    free(part[1]);
 }
