@@ -434,6 +434,51 @@ TEST(multi_matches_single) {
     for (int i = 0; i < N; i++) free_weight(&tw[i]);
 }
 
+/* kern_set.index_scores (the lightning indexer's fused scores): against a
+ * double-precision model of sum_h relu(q_h . k_j) w_h on BF16 keys and
+ * queries, within FP32 rounding; a key's score does not depend on how many
+ * keys one call covers (the parallel driver splits them in 256s); keys
+ * past nb are not written. */
+TEST(index_scores) {
+    const kern_set *ks = kern_for_isa(ISA_AVX512);
+    if (!ks->index_scores || cpu_best_isa() < ISA_AVX512) { CHECK(1, "no AVX-512"); return; }
+    enum { H = 64, D = 128, NMAX = 600 };
+    static const int nbs[] = {1, 15, 16, 17, 300, NMAX};
+    uint16_t *keys = malloc((size_t)NMAX * D * sizeof(uint16_t)), q[H * D];
+    uint32_t *pan = calloc(kern_index_panel_len(NMAX, D), sizeof(uint32_t));
+    float w[H], *s = malloc((NMAX + 16) * sizeof(float)), *s2 = malloc((NMAX + 16) * sizeof(float));
+    for (int i = 0; i < NMAX * D; i++) keys[i] = f32_to_bf16(rndf());
+    for (int i = 0; i < H * D; i++) q[i] = f32_to_bf16(rndf());
+    for (int h = 0; h < H; h++) w[h] = rndf();
+    for (int j = 0; j < NMAX; j++) kern_index_panel_put(pan, j, keys + (size_t)j * D, D);
+    for (size_t a = 0; a < sizeof nbs / sizeof nbs[0]; a++) {
+        int nb = nbs[a], bad = 0;
+        for (int j = 0; j < NMAX + 16; j++) s[j] = 12345.0f;
+        ks->index_scores(pan, nb, q, w, H, D, s);
+        for (int j = 0; j < nb; j++) {
+            double ref = 0, mag = 0;
+            for (int h = 0; h < H; h++) {
+                double d = 0, dm = 0;
+                for (int k = 0; k < D; k++) {
+                    double p = (double)bf16_to_f32(q[h * D + k]) * bf16_to_f32(keys[(size_t)j * D + k]);
+                    d += p;
+                    dm += fabs(p);
+                }
+                if (d > 0) ref += d * w[h];
+                mag += dm * fabs(w[h]);
+            }
+            if (fabs(s[j] - ref) > 1e-5 * mag + 1e-6) bad++;
+        }
+        CHECK(!bad, "index_scores nb=%d: %d of %d scores off the model", nb, bad, nb);
+        CHECK(s[nb] == 12345.0f, "index_scores nb=%d: wrote past nb", nb);
+        if (nb > 256) {   /* keys [256, nb) alone, as the driver's second unit */
+            ks->index_scores(pan + kern_index_panel_len(256, D), nb - 256, q, w, H, D, s2);
+            CHECK(!memcmp(s + 256, s2, (size_t)(nb - 256) * sizeof(float)), "index_scores nb=%d: split differs", nb);
+        }
+    }
+    free(keys); free(pan); free(s); free(s2);
+}
+
 /* pool_split: the chunks tile [0, n) in order, edges on align, none
  * smaller than min_size but the last, shrinking (but for rounding) from about
  * n / (2 threads) down to min_size. */
@@ -480,6 +525,7 @@ int main(void) {
     RUN(int8_activations);
     RUN(pool_split_guided);
     RUN(multi_matches_single);
+    RUN(index_scores);
     pool_free(pool2);
     return check_summary();
 }

@@ -151,7 +151,7 @@ void layer_state_reset(const dsv4_model *m, int li, layer_state *ls) {
     if (l->has_indexer) {
         int n = 8 * 2 * c->index_head_dim;
         for (int i = 0; i < n; i++) { ls->ikv_state[i] = 0.0f; ls->isc_state[i] = -INFINITY; }
-        ls->ikv_bf16_n = 0;
+        ls->ikv_pan_n = 0;
     }
 }
 
@@ -225,7 +225,7 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
         }
         compressor_finish(m, cw, tmp, j * r);
         memcpy(cache + (size_t)j * d, tmp, (size_t)d * sizeof(float));
-        if (indexer && j < ls->ikv_bf16_n) ls->ikv_bf16_n = j;   /* row j rewritten */
+        if (indexer && j < ls->ikv_pan_n) ls->ikv_pan_n = j;   /* row j rewritten */
     }
     free(tmp);
     free(ptmp);
@@ -233,22 +233,129 @@ static void compressor_run(dsv4_model *m, int li, const compressor_w *cw, int in
 
 /* ---- lightning indexer (spec 4.5) ----------------------------------------- */
 
-/* FAST mode on kernel sets with BF16 tiles: the score product reads the
- * keys as BF16, which the GEMM would round them to anyway (LIN_ROUND_F32);
- * keeping a BF16 copy, converted once per key by the same kernel routine,
- * halves the bytes read per token and drops the per-token conversion, with
- * bit-identical scores.  Returns the BF16 keys [0, nb), or NULL where the
- * F32 path applies. */
-static const uint16_t *indexer_keys_bf16(dsv4_model *m, layer_state *ls, int nb, int ID) {
+/* Whether the indexer scores go through kern_set.index_scores (FAST mode,
+ * AVX-512 BF16), else through a product over the keys and a ReLU-weighted
+ * sum. */
+static int indexer_fused(const dsv4_model *m, const kern_set *ks, int ID) {
+    return m->mode == DSV4_MODE_FAST && ks->index_scores && ks->deq_bf16 && ID % 64 == 0 &&
+           m->cfg.index_n_heads % 8 == 0;
+}
+
+/* FAST mode on kernel sets with index_scores: the keys rounded to BF16
+ * (by the routine the GEMM rounds its weights with) in that kernel's
+ * panels, converted once per key (ls->ikv_pan_n).  Returns the panels of
+ * keys [0, nb), or NULL where the product path applies. */
+static const uint32_t *indexer_key_panels(dsv4_model *m, layer_state *ls, int nb, int ID) {
     const kern_set *ks = kern_for_isa(cpu_isa());
-    if (m->mode != DSV4_MODE_FAST || !ks->tile_bf16 || !ks->deq_bf16 || ID % 64) return NULL;
-    if (ls->ikv_bf16_n < nb) {
+    if (!indexer_fused(m, ks, ID)) return NULL;
+    if (ls->ikv_pan_n < nb) {
         dsv4_weight kw = {.type = W_F32, .rows = nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
-        int r0 = ls->ikv_bf16_n;
-        ks->deq_bf16(&kw, r0, nb - r0, 0, ID, ls->ikv_bf16 + (size_t)r0 * ID);
-        ls->ikv_bf16_n = nb;
+        uint16_t *row = xmalloc((size_t)ID * sizeof(uint16_t));
+        for (int j = ls->ikv_pan_n; j < nb; j++) {
+            ks->deq_bf16(&kw, j, 1, 0, ID, row);
+            kern_index_panel_put(ls->ikv_pan, j, row, ID);
+        }
+        free(row);
+        ls->ikv_pan_n = nb;
     }
-    return ls->ikv_bf16;
+    return ls->ikv_pan;
+}
+
+/* The fused score kernel's job: (row, 256 keys) units of a chunk of rows,
+ * taken from a counter. */
+#define ISCORE_KEYS 256
+typedef struct {
+    const kern_set *ks;
+    const uint32_t **pan;    /* per row: its sequence's key panels */
+    const uint16_t *qb;      /* [n][IH][ID] BF16 queries */
+    const float *w;          /* [n][IH] head weights */
+    const int *nb;           /* per row: keys */
+    const size_t *off;       /* per row: where its scores start */
+    const int *ufirst;       /* per row: first unit */
+    float *scores;
+    int n, IH, ID, nunits;
+    POOL_COUNTER(next);
+} iscore_job;
+
+static void iscore_worker(void *arg, int tid, int nth) {
+    (void)tid; (void)nth;
+    iscore_job *j = arg;
+    for (;;) {
+        int u = atomic_fetch_add(&j->next, 1);
+        if (u >= j->nunits) break;
+        int lo = 0, hi = j->n - 1;
+        while (lo < hi) {   /* the last row whose first unit <= u */
+            int mid = (lo + hi + 1) / 2;
+            if (j->ufirst[mid] <= u) lo = mid; else hi = mid - 1;
+        }
+        int r = lo, k0 = (u - j->ufirst[r]) * ISCORE_KEYS;
+        int k1 = k0 + ISCORE_KEYS < j->nb[r] ? k0 + ISCORE_KEYS : j->nb[r];
+        j->ks->index_scores(j->pan[r] + kern_index_panel_len(k0, j->ID), k1 - k0,
+                            j->qb + (size_t)r * j->IH * j->ID, j->w + (size_t)r * j->IH, j->IH, j->ID,
+                            j->scores + j->off[r] + k0);
+    }
+}
+
+/* Row t's top-k blocks by score (nb of them scored) into sel/nsel, and its
+ * trace record. */
+static void select_row(dsv4_model *m, int li, row_info *rows, int t, float *score, int nb, int *sel, int *nsel,
+                       int k_max) {
+    const dsv4_config *c = &m->cfg;
+    int k = nb < c->index_topk ? nb : c->index_topk;
+    if (k > k_max) k = k_max;
+    topk_desc(score, nb, k, sel + (size_t)t * k_max);
+    nsel[t] = k;
+    if (rows[t].seq->trace) {
+        /* as the reference hooks record it: topk ids, -1 = none */
+        float ids[4096];
+        for (int i = 0; i < c->index_topk && i < 4096; i++) ids[i] = i < k ? (float)sel[(size_t)t * k_max + i] : -1.0f;
+        char nm[64];
+        snprintf(nm, sizeof nm, "layer%d.indexer_selected_blocks", li);
+        trace_rows(rows[t].seq->trace, nm, ids, 1, c->index_topk < 4096 ? c->index_topk : 4096);
+    }
+}
+
+/* The scores of rows [0, T) through kern_set.index_scores, in chunks of
+ * rows of at most ~16M scores, one pool job per chunk; then each row's
+ * selection.  q: [T][IH][ID] queries, w: [T][IH] head weights. */
+static void indexer_scores_fused(dsv4_model *m, int li, row_info *rows, int T, const float *q, const float *w,
+                                 int *sel, int *nsel, int k_max) {
+    const dsv4_config *c = &m->cfg;
+    const kern_set *ks = kern_for_isa(cpu_isa());
+    int IH = c->index_n_heads, ID = c->index_head_dim;
+    for (int t0 = 0; t0 < T;) {
+        int t1 = t0;
+        size_t total = 0;
+        while (t1 < T && (t1 == t0 || total + (size_t)((rows[t1].pos + 1) / 4) <= ((size_t)16 << 20)))
+            total += (size_t)((rows[t1++].pos + 1) / 4);
+        int n = t1 - t0;
+        const uint32_t **pan = xmalloc((size_t)n * sizeof *pan);
+        int *nb = xmalloc((size_t)n * sizeof(int)), *ufirst = xmalloc((size_t)n * sizeof(int));
+        size_t *off = xmalloc((size_t)n * sizeof(size_t));
+        uint16_t *qb = xmalloc((size_t)n * IH * ID * sizeof(uint16_t));
+        float *scores = xmalloc((total ? total : 1) * sizeof(float));
+        int nunits = 0;
+        size_t at = 0;
+        for (int r = 0; r < n; r++) {
+            int t = t0 + r;
+            nb[r] = (rows[t].pos + 1) / 4;
+            /* rows of one sequence come in position order: its panels grow */
+            pan[r] = indexer_key_panels(m, &rows[t].seq->ls[li], nb[r], ID);
+            off[r] = at;
+            at += (size_t)nb[r];
+            ufirst[r] = nunits;
+            nunits += (nb[r] + ISCORE_KEYS - 1) / ISCORE_KEYS;
+        }
+        for (size_t i = 0; i < (size_t)n * IH * ID; i++) qb[i] = f32_to_bf16(q[(size_t)t0 * IH * ID + i]);
+        iscore_job job = {.ks = ks, .pan = pan, .qb = qb, .w = w + (size_t)t0 * IH, .nb = nb, .off = off,
+                          .ufirst = ufirst, .scores = scores, .n = n, .IH = IH, .ID = ID, .nunits = nunits};
+        atomic_init(&job.next, 0);
+        if (nunits > 1) pool_run(m->pool, iscore_worker, &job);
+        else iscore_worker(&job, 0, 1);
+        for (int r = 0; r < n; r++) select_row(m, li, rows, t0 + r, scores + off[r], nb[r], sel, nsel, k_max);
+        free(pan); free(nb); free(ufirst); free(off); free(qb); free(scores);
+        t0 = t1;
+    }
 }
 
 /* Selected compressed-block ids for every row: sel[t*k_max ...], count in
@@ -274,6 +381,10 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, float *
     compressor_run(m, li, &l->idx_comp, 1, rows, T, ikvp, iscp);
     float wscale = 1.0f / sqrtf((float)ID) * (1.0f / sqrtf((float)IH));
     for (size_t i = 0; i < (size_t)T * IH; i++) w[i] = rnd(ex, w[i] * wscale);
+    if (indexer_fused(m, kern_for_isa(cpu_isa()), ID)) {
+        indexer_scores_fused(m, li, rows, T, q, w, sel, nsel, k_max);
+        return;
+    }
     /* Scores against the cached keys as matrix products: rows of one
      * sequence share the keys, so a chunk of them is one product
      * dots[row][h][j] = q_h . K_j (keys as the weight matrix, rows = blocks),
@@ -298,8 +409,6 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, float *
             if (need > dots_cap) { free(dots); dots = xmalloc(need * sizeof(float)); dots_cap = need; }
             if (chunk_nb) {
                 dsv4_weight kw = {.type = W_F32, .rows = chunk_nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
-                const uint16_t *kb = indexer_keys_bf16(m, ls, chunk_nb, ID);
-                if (kb) { kw.type = W_BF16; kw.data = kb; }
                 linear(&kw, q + (size_t)chunk_a * IH * ID, (chunk_b - chunk_a) * IH, dots, m->mode,
                        LIN_OUT_BF16 | LIN_ROUND_F32, m->pool);
             }
@@ -318,18 +427,7 @@ static void indexer_select(dsv4_model *m, int li, row_info *rows, int T, float *
             vec_relu_weighted_sum(score, dt, chunk_nb, IH, w + (size_t)t * IH, nb);
         }
         for (int j = 0; j < nb; j++) score[j] = rnd(ex, score[j]);
-        int k = nb < c->index_topk ? nb : c->index_topk;
-        if (k > k_max) k = k_max;
-        topk_desc(score, nb, k, sel + (size_t)t * k_max);
-        nsel[t] = k;
-        if (rows[t].seq->trace) {
-            /* as the reference hooks record it: topk ids, -1 = none */
-            float ids[4096];
-            for (int i = 0; i < c->index_topk && i < 4096; i++) ids[i] = i < k ? (float)sel[(size_t)t * k_max + i] : -1.0f;
-            char nm[64];
-            snprintf(nm, sizeof nm, "layer%d.indexer_selected_blocks", li);
-            trace_rows(rows[t].seq->trace, nm, ids, 1, c->index_topk < 4096 ? c->index_topk : 4096);
-        }
+        select_row(m, li, rows, t, score, nb, sel, nsel, k_max);
         free(score);
     }
     free(dots);

@@ -38,7 +38,7 @@ int bench_fill_random(dsv4_seq *s, int pos, uint64_t seed, char *err, size_t err
         }
         if (l->has_indexer) {
             fill(ls->ikv, (size_t)(pos / 4) * ihd, &st);
-            ls->ikv_bf16_n = 0;
+            ls->ikv_pan_n = 0;
             if (pos > 0) { fill(ls->ikv_state, (size_t)16 * ihd, &st); fill(ls->isc_state, (size_t)16 * ihd, &st); }
         }
     }

@@ -12,6 +12,7 @@
  * weight matrix is streamed once per call.
  */
 #include "model/ops.h"
+#include "num/kernels.h"
 #include "util/util.h"
 #include <float.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ dsv4_seq *dsv4_seq_new(dsv4_model *m, int max_ctx, char *err, size_t errlen) {
         }
         if (l->has_indexer) {
             ls->ikv = xcalloc((size_t)(max_ctx / 4 + 1) * ihd, sizeof(float));
-            ls->ikv_bf16 = xmalloc((size_t)(max_ctx / 4 + 1) * ihd * sizeof(uint16_t));
+            ls->ikv_pan = xcalloc(kern_index_panel_len(max_ctx / 4 + 1, ihd), sizeof(uint32_t));
             ls->ikv_state = xmalloc((size_t)8 * 2 * ihd * sizeof(float));
             ls->isc_state = xmalloc((size_t)8 * 2 * ihd * sizeof(float));
         }
@@ -63,7 +64,7 @@ void dsv4_seq_free(dsv4_seq *s) {
     for (int i = 0; i < nl; i++) {
         layer_state *ls = &s->ls[i];
         free(ls->ring); free(ls->ckv); free(ls->kv_state); free(ls->sc_state);
-        free(ls->ikv); free(ls->ikv_bf16); free(ls->ikv_state); free(ls->isc_state);
+        free(ls->ikv); free(ls->ikv_pan); free(ls->ikv_state); free(ls->isc_state);
     }
     free(s->ls);
     free(s->streams);
@@ -104,7 +105,7 @@ int dsv4_seq_copy(dsv4_seq *dst, const dsv4_seq *src) {
         }
         if (l->has_indexer) {
             memcpy(b->ikv, a->ikv, (size_t)(src->pos / 4) * ihd * sizeof(float));
-            b->ikv_bf16_n = 0;
+            b->ikv_pan_n = 0;
             memcpy(b->ikv_state, a->ikv_state, (size_t)16 * ihd * sizeof(float));
             memcpy(b->isc_state, a->isc_state, (size_t)16 * ihd * sizeof(float));
         }
@@ -140,7 +141,7 @@ int seq_fill_random(dsv4_seq *s, int ctx, uint64_t seed) {
         }
         if (l->has_indexer) {
             for (size_t k = 0; k < (size_t)(ctx / 4) * ihd; k++) ls->ikv[k] = RNDF();
-            ls->ikv_bf16_n = 0;
+            ls->ikv_pan_n = 0;
             for (size_t k = 0; k < (size_t)16 * ihd; k++) { ls->ikv_state[k] = RNDF(); ls->isc_state[k] = RNDF(); }
         }
     }

@@ -84,11 +84,12 @@ typedef struct layer_state {
     float *ckv;                   /* [cap/ratio][hd] compressed KV */
     float *kv_state, *sc_state;   /* [coff*ratio][coff*hd] */
     float *ikv;                   /* [cap/4][ihd] indexer keys */
-    /* FAST mode: the keys rounded to BF16 exactly as the GEMM's weight
-     * conversion does, rows [0, ikv_bf16_n) valid; any other write to ikv
-     * lowers ikv_bf16_n (see indexer_keys_bf16 in attention.c) */
-    uint16_t *ikv_bf16;           /* [cap/4][ihd] */
-    int ikv_bf16_n;
+    /* FAST mode: the keys rounded to BF16 as the GEMM's weight conversion
+     * does, in the panels of kern_set.index_scores, keys [0, ikv_pan_n)
+     * valid; any other write to ikv lowers ikv_pan_n (see
+     * indexer_key_panels in attention.c) */
+    uint32_t *ikv_pan;            /* kern_index_panel_len(cap/4 + 1, ihd) */
+    int ikv_pan_n;
     float *ikv_state, *isc_state; /* [8][2*ihd] */
 } layer_state;
 

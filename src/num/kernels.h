@@ -64,7 +64,25 @@ typedef struct {
      * rows than the tile keep more independent accumulator chains in
      * flight; per (row, token) the arithmetic is unchanged. */
     int fused_rm;
+    /* Lightning-indexer scores of one query row (FAST mode): for keys
+     * j < nb, s[j] = sum over heads h in order of relu(q_h . k_j) * wh[h],
+     * each dot one FP32 chain of vdpbf16ps over the d/2 dimension pairs in
+     * order, lane = key: no horizontal sums (with the keys as a GEMM's
+     * weights, d = 128 columns gave the tiles 4 dot steps per reduction of
+     * 13 operations).  Keys in panels of 16 (kern_index_panel_put), q: nh
+     * x d BF16; nh % 8 == 0, d % 2 == 0.  NULL: not available. */
+    void (*index_scores)(const uint32_t *panels, int nb, const uint16_t *q, const float *wh, int nh, int d,
+                         float *s);
 } kern_set;
+
+/* Key j (d BF16 values) into the panel layout of index_scores: panel j/16
+ * holds its 16 keys as [d/2 dimension pairs][16 keys] of 32 bits. */
+static inline void kern_index_panel_put(uint32_t *panels, int j, const uint16_t *key, int d) {
+    uint32_t *p = panels + (size_t)(j / 16) * (size_t)(d / 2) * 16 + j % 16;
+    for (int i = 0; i < d / 2; i++) p[(size_t)i * 16] = (uint32_t)key[2 * i] | (uint32_t)key[2 * i + 1] << 16;
+}
+/* uint32_t elements of the panels for n keys */
+static inline size_t kern_index_panel_len(int n, int d) { return (size_t)((n + 15) / 16) * 16 * (size_t)(d / 2); }
 
 extern const kern_set kern_c, kern_avx2, kern_avx512;
 

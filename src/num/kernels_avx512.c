@@ -730,6 +730,35 @@ static TGT void v512_fused_f32(const dsv4_weight *w, int r0, int nrow, const flo
     }
 }
 
+/* ---- lightning-indexer scores (kern_set.index_scores) ---------------------- */
+
+static TGT void v512_index_scores(const uint32_t *panels, int nb, const uint16_t *q, const float *wh, int nh,
+                                  int d, float *s) {
+    const int np = d / 2;
+    const uint32_t *q32 = (const uint32_t *)q;   /* dimension pairs, as the panels hold them */
+    for (int j0 = 0; j0 < nb; j0 += 16) {
+        const uint32_t *P = panels + (size_t)(j0 / 16) * np * 16;
+        __m512 sc = _mm512_setzero_ps();
+        /* 8 heads at a time: 8 independent chains hide vdpbf16ps's latency,
+         * and each panel row is loaded once for them */
+        for (int h0 = 0; h0 < nh; h0 += 8) {
+            __m512 acc[8];
+            UNROLL for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+            const uint32_t *qh = q32 + (size_t)h0 * np;
+            for (int p = 0; p < np; p++) {
+                __m512bh k = (__m512bh)_mm512_loadu_si512((const void *)(P + (size_t)p * 16));
+                UNROLL for (int i = 0; i < 8; i++)
+                    acc[i] = _mm512_dpbf16_ps(acc[i], k, (__m512bh)_mm512_set1_epi32((int)qh[(size_t)i * np + p]));
+            }
+            UNROLL for (int i = 0; i < 8; i++)
+                sc = _mm512_add_ps(sc, _mm512_mul_ps(_mm512_max_ps(acc[i], _mm512_setzero_ps()),
+                                                     _mm512_set1_ps(wh[h0 + i])));
+        }
+        if (j0 + 16 <= nb) _mm512_storeu_ps(s + j0, sc);
+        else _mm512_mask_storeu_ps(s + j0, (__mmask16)((1u << (nb - j0)) - 1), sc);
+    }
+}
+
 const kern_set kern_avx512 = {
     .name = "avx512",
     .gemv = v512_gemv,
@@ -741,6 +770,7 @@ const kern_set kern_avx512 = {
     .fused_f32 = v512_fused_f32,
     .fused_bf16 = v512_fused_bf16,
     .fused_rm = FUSED_RM,
+    .index_scores = v512_index_scores,
 };
 #else
 #include "num/kernels.h"
