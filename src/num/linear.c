@@ -20,7 +20,11 @@
  *
  * Threads: GEMV splits rows evenly over the pool; GEMM hands out blocks of
  * rows from an atomic counter, each worker dequantising a block x K-slice
- * once into its own buffer and reusing it for every token.
+ * once into its own buffer and reusing it for every token; the few-token
+ * fused products hand out guided chunks (pool_split) and the int8 ones
+ * chunks of 16-128 rows.  linear_multi() runs independent products in one
+ * job (int8 and fused ones together), so that a layer's small products do
+ * not each pay a wake-up, a barrier and a ramp of the memory stream.
  */
 #include "num/linear.h"
 #include "num/ggml_quants.h"
