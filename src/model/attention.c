@@ -241,21 +241,21 @@ static int indexer_fused(const dsv4_model *m, const kern_set *ks, int ID) {
            m->cfg.index_n_heads % 8 == 0;
 }
 
-/* FAST mode on kernel sets with index_scores: the keys rounded to BF16
- * (by the routine the GEMM rounds its weights with) in that kernel's
- * panels, converted once per key (ls->ikv_pan_n).  Returns the panels of
- * keys [0, nb), or NULL where the product path applies. */
+/* FAST mode on kernel sets with index_scores: the keys rounded to BF16 by
+ * the kernel set's own conversion (as the product path rounds them: it
+ * also flushes subnormals) in index_scores' panels, converted once per key
+ * (ls->ikv_pan_n).  Returns the panels of keys [0, nb), or NULL where the
+ * product path applies. */
 static const uint32_t *indexer_key_panels(dsv4_model *m, layer_state *ls, int nb, int ID) {
     const kern_set *ks = kern_for_isa(cpu_isa());
     if (!indexer_fused(m, ks, ID)) return NULL;
     if (ls->ikv_pan_n < nb) {
+        int j0 = ls->ikv_pan_n;
         dsv4_weight kw = {.type = W_F32, .rows = nb, .cols = ID, .data = ls->ikv, .name = "indexer keys"};
-        uint16_t *row = xmalloc((size_t)ID * sizeof(uint16_t));
-        for (int j = ls->ikv_pan_n; j < nb; j++) {
-            ks->deq_bf16(&kw, j, 1, 0, ID, row);
-            kern_index_panel_put(ls->ikv_pan, j, row, ID);
-        }
-        free(row);
+        uint16_t *rows = xmalloc((size_t)(nb - j0) * ID * sizeof(uint16_t));
+        ks->deq_bf16(&kw, j0, nb - j0, 0, ID, rows);   /* all new keys in one call */
+        for (int j = j0; j < nb; j++) kern_index_panel_put(ls->ikv_pan, j, rows + (size_t)(j - j0) * ID, ID);
+        free(rows);
         ls->ikv_pan_n = nb;
     }
     return ls->ikv_pan;
@@ -283,12 +283,7 @@ static void iscore_worker(void *arg, int tid, int nth) {
     for (;;) {
         int u = atomic_fetch_add(&j->next, 1);
         if (u >= j->nunits) break;
-        int lo = 0, hi = j->n - 1;
-        while (lo < hi) {   /* the last row whose first unit <= u */
-            int mid = (lo + hi + 1) / 2;
-            if (j->ufirst[mid] <= u) lo = mid; else hi = mid - 1;
-        }
-        int r = lo, k0 = (u - j->ufirst[r]) * ISCORE_KEYS;
+        int r = pool_unit_owner(j->ufirst, j->n, u), k0 = (u - j->ufirst[r]) * ISCORE_KEYS;
         int k1 = k0 + ISCORE_KEYS < j->nb[r] ? k0 + ISCORE_KEYS : j->nb[r];
         j->ks->index_scores(j->pan[r] + kern_index_panel_len(k0, j->ID), k1 - k0,
                             j->qb + (size_t)r * j->IH * j->ID, j->w + (size_t)r * j->IH, j->IH, j->ID,

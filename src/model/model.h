@@ -84,8 +84,8 @@ typedef struct layer_state {
     float *ckv;                   /* [cap/ratio][hd] compressed KV */
     float *kv_state, *sc_state;   /* [coff*ratio][coff*hd] */
     float *ikv;                   /* [cap/4][ihd] indexer keys */
-    /* FAST mode: the keys rounded to BF16 as the GEMM's weight conversion
-     * does, in the panels of kern_set.index_scores, keys [0, ikv_pan_n)
+    /* FAST mode: the keys rounded to BF16 (the kernel set's deq_bf16), in
+     * the panels of kern_set.index_scores, keys [0, ikv_pan_n)
      * valid; any other write to ikv lowers ikv_pan_n (see
      * indexer_key_panels in attention.c) */
     uint32_t *ikv_pan;            /* kern_index_panel_len(cap/4 + 1, ihd) */

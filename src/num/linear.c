@@ -329,8 +329,6 @@ typedef struct {
     POOL_COUNTER(next);
 } small_multi_job;
 
-static int find_item(const int *first, int n, int g);
-
 static void small_multi_worker(void *arg, int tid, int nth) {
     (void)tid; (void)nth;
     small_multi_job *mj = arg;
@@ -342,7 +340,7 @@ static void small_multi_worker(void *arg, int tid, int nth) {
     for (;;) {
         int g = atomic_fetch_add(&mj->next, 1);
         if (g >= mj->nchunks) break;
-        int i = find_item(mj->first, mj->n, g);
+        int i = pool_unit_owner(mj->first, mj->n, g);
         small_job *j = &mj->jobs[i];
         int lo, hi;
         pool_split_chunk(&j->split, g - mj->first[i], &lo, &hi);
@@ -400,19 +398,10 @@ typedef struct {
     POOL_COUNTER(next);
 } i8_job;
 
-static int find_item(const int *first, int n, int g) {
-    int lo = 0, hi = n - 1;
-    while (lo < hi) {   /* last product whose first chunk <= g */
-        int mid = (lo + hi + 1) / 2;
-        if (first[mid] <= g) lo = mid; else hi = mid - 1;
-    }
-    return lo;
-}
-
 static void i8_quant_worker(void *arg, int tid, int nth) {
     i8_job *j = arg;
     for (int g = tid; g < j->nq; g += nth) {
-        int o = find_item(j->qfirst, j->nown, g), i = j->qown[o], t = g - j->qfirst[o];
+        int o = pool_unit_owner(j->qfirst, j->nown, g), i = j->qown[o], t = g - j->qfirst[o];
         const linear_item *it = &j->it[i];
         int K = it->w->cols;
         kern_q8x_quantize(it->w->type, it->x + (size_t)t * K, K, j->xq[i] + (size_t)t * kern_q8x_bytes(K));
@@ -435,7 +424,7 @@ static int i8_nchunks(int rows, int chunk) { return rows / chunk > 0 ? rows / ch
 static const void *i8_claim(i8_job *j, int *g, int *item) {
     *g = atomic_fetch_add(&j->next, 1);
     if (*g >= j->nchunks) return NULL;
-    *item = find_item(j->first, j->n, *g);
+    *item = pool_unit_owner(j->first, j->n, *g);
     return kern_i8_row_ptr(j->it[*item].w, (*g - j->first[*item]) * j->chunk[*item]);
 }
 
@@ -751,33 +740,36 @@ static void linear_multi_run(const linear_item *items, int n, dsv4_mode mode, ds
     read_env_once();
     if (n <= 0) return;
     const kern_set *ks = kern_for_isa(cpu_isa());
-    linear_item *part[2];
-    int np[2] = {0, 0};
-    part[MULTI_I8] = malloc((size_t)n * sizeof(linear_item));
-    part[MULTI_SMALL] = malloc((size_t)n * sizeof(linear_item));
-    if (!part[0] || !part[1]) abort();
+    int bf16 = mode == DSV4_MODE_FAST, np[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++) np[multi_kind(&items[i], mode, ks)]++;
+    /* all of one kind (the usual case): no copies */
+    if (np[MULTI_I8] == n) { run_i8(items, n, pool); return; }
+    if (np[MULTI_SMALL] == n) { run_small_multi(ks, items, n, bf16, pool); return; }
+    /* else the int8 ones, then the fused ones, in their order; the rest alone */
+    linear_item *part = malloc((size_t)n * sizeof(linear_item));
+    if (!part) abort();
+    int at[2] = {0, np[MULTI_I8]};
     for (int i = 0; i < n; i++) {
         int k = multi_kind(&items[i], mode, ks);
         if (k == MULTI_ALONE) linear(items[i].w, items[i].x, items[i].T, items[i].y, mode, items[i].flags, pool);
-        else part[k][np[k]++] = items[i];
+        else part[at[k]++] = items[i];
     }
-    int bf16 = mode == DSV4_MODE_FAST;
+    const linear_item *i8p = part, *smp = part + np[MULTI_I8];
     if (np[MULTI_I8] && np[MULTI_SMALL]) {
         i8_job a;
         small_multi_job b;
         int par;
-        i8_setup(&a, part[MULTI_I8], np[MULTI_I8], pool, &par);
-        small_multi_setup(&b, ks, part[MULTI_SMALL], np[MULTI_SMALL], bf16, pool_size(pool));
+        i8_setup(&a, i8p, np[MULTI_I8], pool, &par);
+        small_multi_setup(&b, ks, smp, np[MULTI_SMALL], bf16, pool_size(pool));
         mixed_job m = {&a, &b};
         if (pool && pool_size(pool) > 1) pool_run(pool, mixed_worker, &m);
         else mixed_worker(&m, 0, 1);
         i8_free(&a);
         small_multi_free(&b);
     } else if (np[MULTI_I8]) {
-        run_i8(part[MULTI_I8], np[MULTI_I8], pool);
+        run_i8(i8p, np[MULTI_I8], pool);
     } else if (np[MULTI_SMALL]) {
-        run_small_multi(ks, part[MULTI_SMALL], np[MULTI_SMALL], bf16, pool);
+        run_small_multi(ks, smp, np[MULTI_SMALL], bf16, pool);
     }
-    free(part[0]);
-    free(part[1]);
+    free(part);
 }

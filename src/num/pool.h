@@ -31,6 +31,18 @@ static inline void pool_range(int n, int tid, int nth, int *lo, int *hi) {
     *lo = (int)(tid * q + (tid < r ? tid : r));
     *hi = (int)(*lo + q + (tid < r ? 1 : 0));
 }
+/* Jobs that number the work units of several items consecutively (item i
+ * owns units first[i] .. first[i+1]-1, first ascending): the item that
+ * owns unit g (the last i with first[i] <= g; n >= 1). */
+static inline int pool_unit_owner(const int *first, int n, int g) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (first[mid] <= g) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
 /* Guided split of [0, n) into chunks that workers take from a counter
  * (chunk k for the k-th take): the first chunks hold 1/(2 x threads) of
  * what is left, so they shrink geometrically down to min_size, then stay
