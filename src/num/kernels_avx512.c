@@ -279,25 +279,40 @@ INL __m128 reduce4_ps(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
                                                                          0, 0, 0, 0, 12, 8, 4, 0), r));
 }
 
+/* BF16 tiles keep four partial sums per (row, token): 32-column step j of
+ * the K slice goes into partial j % 4, and the slice's sum is
+ * reduce((p0 + p1) + (p2 + p3)).  The fused GEMV below computes the same
+ * bits reading one row at a time (four independent vdpbf16ps chains per
+ * row); here the four phases run one after another over the slice, so the
+ * tile needs no more accumulators than (rows x tokens). */
 INL void tile_bf16_nt(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
                       int nrow, int accum, const int NT) {
-    __m512 acc[TM][RM];
-    UNROLL for (int t = 0; t < NT; t++)
-        for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+    __m512 acc[TM][RM], p01[TM][RM], p2[TM][RM];
     const uint16_t *w0 = w, *w1 = w + (nrow > 1 ? kc : 0), *w2 = w + (nrow > 2 ? 2 * kc : 0),
                    *w3 = w + (nrow > 3 ? 3 * kc : 0);
-    for (int k = 0; k < kc; k += 32) {
-        __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w0 + k));
-        __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w1 + k));
-        __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w2 + k));
-        __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w3 + k));
-        UNROLL for (int t = 0; t < NT; t++) {
-            __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
-            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
-            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
-            acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
-            acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+    for (int ph = 0; ph < 4; ph++) {
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+        for (int k = 32 * ph; k < kc; k += 128) {
+            __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w0 + k));
+            __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w1 + k));
+            __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w2 + k));
+            __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w3 + k));
+            UNROLL for (int t = 0; t < NT; t++) {
+                __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
+                acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
+                acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
+                acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
+                acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+            }
         }
+        UNROLL for (int t = 0; t < NT; t++)
+            for (int i = 0; i < RM; i++) {
+                if (ph == 0) p01[t][i] = acc[t][i];
+                else if (ph == 1) p01[t][i] = _mm512_add_ps(p01[t][i], acc[t][i]);
+                else if (ph == 2) p2[t][i] = acc[t][i];
+                else acc[t][i] = _mm512_add_ps(p01[t][i], _mm512_add_ps(p2[t][i], acc[t][i]));
+            }
     }
     UNROLL for (int t = 0; t < NT; t++) {
         float s[4];
@@ -331,9 +346,10 @@ static TGT void v512_tile_bf16(const uint16_t *w, int kc, const uint16_t *const 
 }
 
 /* ---- fused GEMV in tile order ----------------------------------------------
- * Same per (row, token) arithmetic as deq + tile above: one accumulator
- * per pair, 16 (FP32) or 32 (BF16) columns per step, reduced per K slice
- * and added in slice order.  Weights are converted from the mmap in
+ * Same per (row, token) arithmetic as deq + tile above, reduced per K
+ * slice and added in slice order: FP32, one accumulator per pair, 16
+ * columns per step; BF16, four partial sums per pair, 32 columns per step
+ * (step j into partial j % 4).  Weights are converted from the mmap in
  * registers, once per step for all tokens. */
 
 /* Per-row state of the fused kernels: the row's bytes and scale row. */
@@ -541,6 +557,27 @@ INL void deq_bf16_row_fast(const dsv4_weight *w, int r, int k0, int kc, uint16_t
     }
 }
 
+/* 64 weights of a row from column k (k % 64 == 0) as BF16: columns k..k+31
+ * in *a0, k+32..k+63 in *a1.  FP8 rows need the tables of the scale block
+ * of column k (ft, fast: whether they apply). */
+INL void wrow_bf16x64(row_ptr rp, int k, const fp8_tabs *ft, int fast, __m512i i0, __m512i i1,
+                      __m512bh *a0, __m512bh *a1, const wtype TY, const int VBMI) {
+    if (TY == W_BF16) {
+        *a0 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp.p + k));
+        *a1 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp.p + k + 32));
+    } else if (TY == W_F32) {   /* rounded to BF16 as v512_deq_bf16 does */
+        const float *f = (const float *)rp.p + k;
+        *a0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 16), _mm512_loadu_ps(f));
+        *a1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 48), _mm512_loadu_ps(f + 32));
+    } else if (TY == W_FP8) {
+        if (__builtin_expect(fast, 1)) fp8_bf16x64(rp.p + k, ft, i0, i1, a0, a1);
+        else wbf16x64_slow(rp, k, a0, a1, TY);
+    } else {
+        *a0 = mxfp4_bf16x32(rp.p + k / 2, rp.s[k >> 5], VBMI);
+        *a1 = mxfp4_bf16x32(rp.p + k / 2 + 16, rp.s[(k >> 5) + 1], VBMI);
+    }
+}
+
 /* Prefetch n cache lines from p into L1 (l1) or L2. */
 INL void prefetch_step(const char *p, int n, int l1) {
     for (int l = 0; l < n; l++) {
@@ -549,42 +586,51 @@ INL void prefetch_step(const char *p, int n, int l1) {
     }
 }
 
-/* NR rows (compile time) x NT tokens; 64 columns per step, as two 32-column
- * dot steps in column order (the tile's arithmetic).  FP8: the rows must
- * share their 128-row scale block for the table path (r0 % 4 == 0 and
- * NR <= 128 guarantee it for full groups; otherwise the FP32 route). */
-#define FUSED_NR_MAX 8
+/* NR rows from r0 (compile time; NR x NT <= 4) x NT tokens, the tile's
+ * arithmetic: four partial sums per (row, token) and K slice, 32-column
+ * step j of the slice into partial j % 4; 64 columns per iteration, so
+ * an iteration feeds partials 0-1 or 2-3.  Rows past nrow repeat row r0
+ * (their sums are dropped).
+ *
+ * NR = 1 reads one row after another: the weights then stream as one
+ * sequential run per thread, which the hardware prefetchers follow at
+ * full speed with no software prefetch.  With several rows in lockstep
+ * there are several streams, and even with the next rows prefetched in
+ * address order one core read 83-87% of what a plain read loop reads (BF16
+ * rows of 4096, 1 GiB, 2 MiB pages, 1 thread: read loop 30.9 GB/s, 8 rows
+ * in lockstep 25.9, one row at a time 30.8; 2 threads on two CCDs 54-58,
+ * 47-52, 53-57).  Converted formats (FP8, MXFP4) take 4 rows in lockstep
+ * all the same: per row they would reload the activations (2 bytes per
+ * weight byte for FP8) and FP8's scale tables, and the FP8 GEMV fell from
+ * 31.6 to 14.2 GB/s (4096 x 8192, 1 thread). */
 INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                        float *const *c, int kcs, const int NT, const wtype TY, const int NR,
                        const int VBMI) {
     const int K = w->cols;
-    row_ptr rp[FUSED_NR_MAX];   /* fixed size: a VLA would live on the stack */
+    row_ptr rp[4];
     UNROLL for (int i = 0; i < NR; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
     const int same_blk = (r0 >> 7) == ((r0 + nrow - 1) >> 7) && VBMI;
-    /* Prefetch the next group of rows (contiguous in memory: NR rows x
-     * rowb bytes) in address order, one piece per (step, row), so that
-     * DRAM sees one sequential stream per thread instead of NR interleaved
-     * ones (read test, 2 threads: 8 interleaved streams 37 GB/s, 8 rows
-     * fetched in order 48 GB/s, 1 stream 51 GB/s; FP8 GEMV 16384x4096
-     * 45-69 against 39-54 GB/s).  Groups over 16 KiB go to L2
-     * (prefetcht1), where they do not evict the group being read (2
-     * threads, alternating in one process: BF16 head 129280x4096 31.7 ->
-     * 35.6 GB/s, FP8 4096x4096 27.4 -> 35.1); smaller ones to L1 (FP8
-     * 32768x1024, 8 KiB groups: L1 35.7, L2 32.2 GB/s). */
-
+    /* Several rows: prefetch the next group (contiguous: NR rows x rowb
+     * bytes) in address order, one piece per (step, row), so that DRAM
+     * sees one sequential stream per thread instead of NR interleaved ones
+     * (read test, 2 threads: 8 interleaved streams 37 GB/s, 8 rows fetched
+     * in order 48 GB/s, 1 stream 51 GB/s).  Groups over 8 KiB go to L2
+     * (prefetcht1), where they do not evict the group being read. */
     const size_t rowb = (size_t)(K / 32) * STEP_BYTES(TY), stepb = 2 * STEP_BYTES(TY);
     const uint8_t *next = rp[0].p + (size_t)NR * rowb;
-    const int to_l1 = (size_t)NR * rowb <= 16384;
+    const int to_l1 = (size_t)NR * rowb <= 8192;
     __m512i i0 = _mm512_setzero_si512(), i1 = i0;
     if (TY == W_FP8) { i0 = ilv_idx(0); i1 = ilv_idx(32); }
     fp8_tabs ft = {i0, i0, i0, i0};
     int fast = 1;
     for (int k0 = 0; k0 < K; k0 += kcs) {
-        int k1 = k0 + kcs < K ? k0 + kcs : K;
-        __m512 acc[4][FUSED_NR_MAX];
+        const int k1 = k0 + kcs < K ? k0 + kcs : K;
+        __m512 acc[4][4][4];   /* token, row, partial */
         UNROLL for (int t = 0; t < NT; t++)
-            UNROLL for (int i = 0; i < NR; i++) acc[t][i] = _mm512_setzero_ps();
+            UNROLL for (int i = 0; i < NR; i++)
+                UNROLL for (int p = 0; p < 4; p++) acc[t][i][p] = _mm512_setzero_ps();
         for (int k = k0; k < k1; k += 64) {
+            const int hi = ((k - k0) >> 6) & 1;   /* partials 2-3 */
             if (TY == W_FP8 && !(k & 127)) {
                 unsigned sc = rp[0].s[k >> 7];
                 fast = same_blk && sc >= FP8_SMIN && sc <= FP8_SMAX;
@@ -596,36 +642,30 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
                 b1[t] = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k + 32));
             }
             UNROLL for (int i = 0; i < NR; i++) {
-                /* the next group's bytes in address order, one step's
-                 * worth per (step, row) */
-                size_t off = ((size_t)k / 64 * NR + (size_t)i) * stepb;
-                prefetch_step((const char *)(next + off), stepb >= 64 ? (int)(stepb / 64) : !(off & 63), to_l1);
-                __m512bh a0, a1;
-                if (TY == W_BF16) {
-                    a0 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k));
-                    a1 = (__m512bh)_mm512_loadu_si512((const void *)((const uint16_t *)rp[i].p + k + 32));
-                } else if (TY == W_F32) {   /* rounded to BF16 as v512_deq_bf16 does */
-                    const float *f = (const float *)rp[i].p + k;
-                    a0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 16), _mm512_loadu_ps(f));
-                    a1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 48), _mm512_loadu_ps(f + 32));
-                } else if (TY == W_FP8) {
-                    if (__builtin_expect(fast, 1)) fp8_bf16x64(rp[i].p + k, &ft, i0, i1, &a0, &a1);
-                    else wbf16x64_slow(rp[i], k, &a0, &a1, TY);
-                } else {
-                    a0 = mxfp4_bf16x32(rp[i].p + k / 2, rp[i].s[k >> 5], VBMI);
-                    a1 = mxfp4_bf16x32(rp[i].p + k / 2 + 16, rp[i].s[(k >> 5) + 1], VBMI);
+                if (NR > 1) {
+                    size_t off = ((size_t)k / 64 * NR + (size_t)i) * stepb;
+                    prefetch_step((const char *)(next + off), stepb >= 64 ? (int)(stepb / 64) : !(off & 63), to_l1);
                 }
-                UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a0, b0[t]);
-                UNROLL for (int t = 0; t < NT; t++) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], a1, b1[t]);
+                __m512bh a0, a1;
+                wrow_bf16x64(rp[i], k, &ft, fast, i0, i1, &a0, &a1, TY, VBMI);
+                if (!hi) {
+                    UNROLL for (int t = 0; t < NT; t++) {
+                        acc[t][i][0] = _mm512_dpbf16_ps(acc[t][i][0], a0, b0[t]);
+                        acc[t][i][1] = _mm512_dpbf16_ps(acc[t][i][1], a1, b1[t]);
+                    }
+                } else {
+                    UNROLL for (int t = 0; t < NT; t++) {
+                        acc[t][i][2] = _mm512_dpbf16_ps(acc[t][i][2], a0, b0[t]);
+                        acc[t][i][3] = _mm512_dpbf16_ps(acc[t][i][3], a1, b1[t]);
+                    }
+                }
             }
         }
-        /* NR is 4 or 8: the sums four at a time (reduce4_ps, the same
-         * order as one _mm512_reduce_add_ps each) */
         UNROLL for (int t = 0; t < NT; t++)
-            UNROLL for (int i0 = 0; i0 < NR; i0 += 4) {
-                float s[4];
-                _mm_storeu_ps(s, reduce4_ps(acc[t][i0], acc[t][i0 + 1], acc[t][i0 + 2], acc[t][i0 + 3]));
-                for (int i = i0; i < i0 + 4 && i < nrow; i++) c[t][i] = k0 ? c[t][i] + s[i - i0] : s[i - i0];
+            UNROLL for (int i = 0; i < NR && i < nrow; i++) {
+                float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[t][i][0], acc[t][i][1]),
+                                                             _mm512_add_ps(acc[t][i][2], acc[t][i][3])));
+                c[t][i] = k0 ? c[t][i] + s : s;
             }
     }
 }
@@ -673,43 +713,44 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
     default: FN(w, rr, n, x, cc, kc, NT, W_MXFP4); break;                                 \
     }
 
-#define FUSED_BF16_TY(NT, NR)                                                             \
-    switch (w->type) {                                                                    \
-    case W_F32: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_F32, NR, 0); break;              \
-    case W_BF16: fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_BF16, NR, 0); break;            \
-    case W_FP8:                                                                           \
-        if (vbmi) fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR, 1);                   \
-        else fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_FP8, NR, 0);                        \
-        break;                                                                            \
-    default:                                                                              \
-        if (vbmi) fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR, 1);                 \
-        else fused_bf16_nt(w, rr, n, x, cc, kc, NT, W_MXFP4, NR, 0);                      \
-        break;                                                                            \
+/* One specialised loop per (format, token count, rows in lockstep). */
+#define FUSED_BF16_NR(TY, VB, NT)                                                              \
+    do {                                                                                       \
+        const int nr = (TY) == W_BF16 || (TY) == W_F32 ? 1 : 4 / (NT);                        \
+        for (int i = 0; i < nrow; i += nr) {                                                   \
+            const int n = nrow - i < nr ? nrow - i : nr;                                       \
+            float *ci[4];                                                                      \
+            for (int t = 0; t < 4; t++) ci[t] = c[t] + i;                                      \
+            if ((TY) == W_BF16 || (TY) == W_F32 || (NT) > 2) fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, 1, VB); \
+            else if ((NT) == 2) fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, 2, VB);         \
+            else fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, 4, VB);                        \
+        }                                                                                      \
+    } while (0)
+
+#define FUSED_BF16_TY(NT)                                                                      \
+    switch (w->type) {                                                                         \
+    case W_F32: FUSED_BF16_NR(W_F32, 0, NT); break;                                            \
+    case W_BF16: FUSED_BF16_NR(W_BF16, 0, NT); break;                                          \
+    case W_FP8:                                                                                \
+        if (vbmi) FUSED_BF16_NR(W_FP8, 1, NT);                                                 \
+        else FUSED_BF16_NR(W_FP8, 0, NT);                                                      \
+        break;                                                                                 \
+    default:                                                                                   \
+        if (vbmi) FUSED_BF16_NR(W_MXFP4, 1, NT);                                               \
+        else FUSED_BF16_NR(W_MXFP4, 0, NT);                                                    \
+        break;                                                                                 \
     }
 
-/* Rows per pass by token count: about 16 accumulator chains each. */
+/* Rows per call from linear.c (the kernel takes any number). */
 #define FUSED_RM 8
 static TGT void v512_fused_bf16(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                                 float *const *c, int ntok, int kc) {
-    const int nr = ntok <= 2 ? 8 : 4, vbmi = use_vbmi();
-    for (int i = 0; i < nrow; i += nr) {
-        int n = nrow - i < nr ? nrow - i : nr;
-        float *ci[4];
-        for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
-        float *const *cc = ci;
-        const int rr = r0 + i;
-        if (n <= 4) {
-            switch (ntok) {
-            case 1: FUSED_BF16_TY(1, 4) break;
-            case 2: FUSED_BF16_TY(2, 4) break;
-            case 3: FUSED_BF16_TY(3, 4) break;
-            default: FUSED_BF16_TY(4, 4) break;
-            }
-        } else if (ntok == 1) {
-            FUSED_BF16_TY(1, 8)
-        } else {
-            FUSED_BF16_TY(2, 8)
-        }
+    const int vbmi = use_vbmi();
+    switch (ntok) {
+    case 1: FUSED_BF16_TY(1) break;
+    case 2: FUSED_BF16_TY(2) break;
+    case 3: FUSED_BF16_TY(3) break;
+    default: FUSED_BF16_TY(4) break;
     }
 }
 
