@@ -513,6 +513,28 @@ TEST(pool_split_guided) {
         }
 }
 
+/* kern_phase_permute: step j of an n-step slice lands at
+ * kern_phase_start(n, j % 4) + j / 4, every step exactly once, values
+ * within a step untouched. */
+TEST(phase_permute) {
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 10, 32, 63, 64, 128};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        int n = ns[a], kc = 32 * n;
+        uint16_t *v = malloc((size_t)kc * sizeof(uint16_t));
+        for (int k = 0; k < kc; k++) v[k] = (uint16_t)k;
+        kern_phase_permute(v, kc);
+        int total = 0, bad = 0;
+        for (int p = 0; p < 4; p++) total += kern_phase_len(n, p);
+        for (int j = 0; j < n; j++) {
+            int at = kern_phase_start(n, j % 4) + j / 4;
+            for (int c = 0; c < 32; c++) bad += v[at * 32 + c] != (uint16_t)(j * 32 + c);
+        }
+        CHECK(total == n, "n=%d: phase lengths sum to %d", n, total);
+        CHECK(bad == 0, "n=%d: %d values out of place", n, bad);
+        free(v);
+    }
+}
+
 int main(void) {
     numfmt_init();
     pool2 = pool_new(2);
@@ -526,6 +548,8 @@ int main(void) {
     RUN(pool_split_guided);
     RUN(multi_matches_single);
     RUN(index_scores);
+    RUN(phase_permute);
     pool_free(pool2);
     return check_summary();
 }
+

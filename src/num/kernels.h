@@ -50,6 +50,11 @@ typedef struct {
     void (*tile_bf16)(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
                       int nrow, int ntok, int accum);   /* NULL: no BF16 dot */
     int rm, tm;          /* register tile: rows x tokens */
+    /* tile_bf16 reads w and x in phase-major order (kern_phase_permute):
+     * its arithmetic keeps four partial sums, 32-column step j into
+     * partial j % 4, and with each partial's steps stored together it
+     * reads them as four sequential runs instead of every fourth line. */
+    int tile_bf16_phased;
     /* Fused GEMV for few tokens: rows [r0, r0+nrow) (nrow <= rm) x ntok
      * (<= 4) tokens over all K, weights converted from the mmap in
      * registers, with per (row, token) exactly the arithmetic of
@@ -157,5 +162,16 @@ double kern_probe_core_round_trip(dsv4_pool *pool);
 /* Best GEMM rate (GFLOP/s) of the fastest tile kernel on an in-cache
  * problem, all pool threads. */
 double kern_probe_gemm_peak(dsv4_pool *pool, int *bf16_used);
+
+/* Phase-major order of a K slice of kc BF16 values (kc % 32 == 0): the
+ * 32-column steps j = 0, 4, 8, ... first, then 1, 5, 9, ..., then 2, ...
+ * and 3, ...; each group keeps its steps in increasing order.  In place;
+ * kc <= KERN_PHASE_MAX. */
+#define KERN_PHASE_MAX 4096
+void kern_phase_permute(uint16_t *v, int kc);
+/* Where phase p starts (in steps) in a phase-major slice of n steps, and
+ * how many steps it has. */
+static inline int kern_phase_start(int n, int p) { return p * (n / 4) + (p < n % 4 ? p : n % 4); }
+static inline int kern_phase_len(int n, int p) { return n / 4 + (p < n % 4); }
 
 #endif

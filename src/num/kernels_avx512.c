@@ -279,58 +279,55 @@ INL __m128 reduce4_ps(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
                                                                          0, 0, 0, 0, 12, 8, 4, 0), r));
 }
 
-/* Tokens t0..t0+NT-1 (NT <= 3) x the tile's 4 rows: the four phases of
- * the slice one after another (phase p = the 32-column steps p, p + 4,
- * ...), each into fresh accumulators that are then added to the running
- * sum: S = ((p0 + p1) + p2) + p3.  The 12 + 12 accumulators stay in
- * registers.  (Measured, 1 thread, 4096 x 4096 x 512: this 128-131
- * GFLOP/s; 4 rows x 6 tokens with the sums in memory 114-119; two passes
- * of partials 0-1 and 2-3, 24 chains each, 117-119; the earlier one-sum
- * tile 153-156.  Phases stored contiguously would give 136-146.) */
-INL void tile_bf16_part(const uint16_t *const w[4], int kc, const uint16_t *const *x, int t0,
-                        float out[TM][RM], const int NT) {
-    __m512 S[3][RM], P[3][RM];
-    UNROLL for (int ph = 0; ph < 4; ph++) {
-        __m512 (*acc)[RM] = ph ? P : S;
-        UNROLL for (int t = 0; t < NT; t++)
-            UNROLL for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
-        for (int k = 32 * ph; k < kc; k += 128) {
-            __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w[0] + k));
-            __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w[1] + k));
-            __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w[2] + k));
-            __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w[3] + k));
-            UNROLL for (int t = 0; t < NT; t++) {
-                __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t0 + t] + k));
-                acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
-                acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
-                acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
-                acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
-            }
-        }
-        if (ph)
-            UNROLL for (int t = 0; t < NT; t++)
-                UNROLL for (int i = 0; i < RM; i++) S[t][i] = _mm512_add_ps(S[t][i], P[t][i]);
-    }
+/* One phase of a BF16 tile: steps [s0, s1) of the phase-major slice
+ * (sequential in memory) into acc, from zero. */
+INL void tile_bf16_phase(const uint16_t *const w[4], int s0, int s1, const uint16_t *const *x,
+                         __m512 acc[TM][RM], const int NT) {
     UNROLL for (int t = 0; t < NT; t++)
-        _mm_storeu_ps(out[t0 + t], reduce4_ps(S[t][0], S[t][1], S[t][2], S[t][3]));
+        UNROLL for (int i = 0; i < RM; i++) acc[t][i] = _mm512_setzero_ps();
+    for (int k = 32 * s0; k < 32 * s1; k += 32) {
+        __m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(w[0] + k));
+        __m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(w[1] + k));
+        __m512bh a2 = (__m512bh)_mm512_loadu_si512((const void *)(w[2] + k));
+        __m512bh a3 = (__m512bh)_mm512_loadu_si512((const void *)(w[3] + k));
+        UNROLL for (int t = 0; t < NT; t++) {
+            __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(x[t] + k));
+            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, b);
+            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, b);
+            acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, b);
+            acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, b);
+        }
+    }
 }
 
 /* BF16 tiles keep four partial sums per (row, token): 32-column step j of
  * the K slice goes into partial j % 4, and the slice's sum is
  * reduce(((p0 + p1) + p2) + p3).  The fused GEMV below computes the same
  * bits reading a row as one stream (four independent vdpbf16ps chains per
- * row); the tile runs the four phases one after another, three tokens at
- * a time so that the running sum and the phase's partials both stay in
- * registers (4 rows x 6 tokens x 2 would not). */
+ * row).  Here w and x come in phase-major order (tile_bf16_phased,
+ * kern_phase_permute), so the four phases are four sequential runs, one
+ * after another, each into fresh accumulators added to the running sum.
+ * Measured, 1 thread, bench_linear 4096 x 4096 x 512: 139-146 GFLOP/s;
+ * the same in natural order (every fourth line per phase) 114-119, or
+ * 128-131 three tokens at a time; the one-sum tile before 63d34e1 155-158. */
 INL void tile_bf16_nt(const uint16_t *w, int kc, const uint16_t *const *x, float *const *c,
                       int nrow, int accum, const int NT) {
     const uint16_t *const wr[4] = {w, w + (nrow > 1 ? kc : 0), w + (nrow > 2 ? 2 * kc : 0),
                                    w + (nrow > 3 ? 3 * kc : 0)};
-    float out[TM][RM];
-    tile_bf16_part(wr, kc, x, 0, out, NT < 3 ? NT : 3);
-    if (NT > 3) tile_bf16_part(wr, kc, x, 3, out, NT - 3);
-    UNROLL for (int t = 0; t < NT; t++)
-        for (int i = 0; i < nrow; i++) c[t][i] = accum ? c[t][i] + out[t][i] : out[t][i];
+    const int n = kc / 32;
+    __m512 S[TM][RM], P[TM][RM];
+    tile_bf16_phase(wr, 0, kern_phase_len(n, 0), x, S, NT);
+    for (int p = 1; p < 4; p++) {
+        const int s0 = kern_phase_start(n, p);
+        tile_bf16_phase(wr, s0, s0 + kern_phase_len(n, p), x, P, NT);
+        UNROLL for (int t = 0; t < NT; t++)
+            UNROLL for (int i = 0; i < RM; i++) S[t][i] = _mm512_add_ps(S[t][i], P[t][i]);
+    }
+    UNROLL for (int t = 0; t < NT; t++) {
+        float s[4];
+        _mm_storeu_ps(s, reduce4_ps(S[t][0], S[t][1], S[t][2], S[t][3]));
+        for (int i = 0; i < nrow; i++) c[t][i] = accum ? c[t][i] + s[i] : s[i];
+    }
 }
 
 static TGT void v512_tile_f32(const float *w, int kc, const float *const *x, float *const *c,
@@ -820,6 +817,7 @@ const kern_set kern_avx512 = {
     .tile_f32 = v512_tile_f32,
     .tile_bf16 = v512_tile_bf16,
     .rm = RM, .tm = TM,
+    .tile_bf16_phased = 1,
     .fused_f32 = v512_fused_f32,
     .fused_bf16 = v512_fused_bf16,
     .fused_rm = FUSED_RM,

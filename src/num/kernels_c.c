@@ -7,6 +7,7 @@
 #include "num/kernels_common.h"
 #include "num/numfmt.h"
 #include <stdlib.h>
+#include <string.h>
 
 void kc_deq_row_f32(const dsv4_weight *w, int r, int k0, int kc, float *out) {
     int K = w->cols;
@@ -109,3 +110,13 @@ const kern_set kern_c = {
     .tile_bf16 = c_tile_bf16,
     .rm = 4, .tm = 4,
 };
+
+void kern_phase_permute(uint16_t *v, int kc) {
+    uint16_t tmp[KERN_PHASE_MAX];
+    const int n = kc / 32;
+    memcpy(tmp, v, (size_t)n * 32 * sizeof(uint16_t));
+    for (int p = 0; p < 4; p++) {
+        uint16_t *dst = v + (size_t)kern_phase_start(n, p) * 32;
+        for (int j = p; j < n; j += 4, dst += 32) memcpy(dst, tmp + (size_t)j * 32, 32 * sizeof(uint16_t));
+    }
+}
