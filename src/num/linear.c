@@ -43,6 +43,7 @@ int kern_gemm_min_t = 16;
 
 /* K slice of the GEMM buffers; the fused GEMV must use the same. */
 #define KC_BF16 2048
+_Static_assert(KC_BF16 <= KERN_PHASE_MAX, "kern_phase_permute takes K slices of at most KERN_PHASE_MAX");
 #define KC_F32 512
 int kern_batch_invariant = 1;
 
