@@ -602,8 +602,7 @@ INL void prefetch_step(const char *p, int n, int l1) {
  * arithmetic: four partial sums per (row, token) and K slice, 32-column
  * step j of the slice into partial j % 4; 64 columns per iteration, so
  * an iteration feeds partials 0-1 or 2-3.  Rows past nrow repeat row r0
- * (their sums are dropped).  K slices [kbeg, kend) only (multiples of
- * kcs; the first slice stores, the others add).  FP8: the table path needs the rows to share
+ * (their sums are dropped).  FP8: the table path needs the rows to share
  * their 128-row scale block (groups start at multiples of NR, as the
  * driver's chunks are multiples of FUSED_RM); otherwise the FP32 route.
  *
@@ -623,8 +622,8 @@ INL void prefetch_step(const char *p, int n, int l1) {
  * weight byte for FP8) and FP8's scale tables, and the FP8 GEMV fell from
  * 31.6 to 14.2 GB/s (4096 x 8192, 1 thread). */
 INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
-                       float *const *c, int kcs, int kbeg, int kend, const int NT, const wtype TY,
-                       const int NR, const int VBMI) {
+                       float *const *c, int kcs, const int NT, const wtype TY, const int NR,
+                       const int VBMI) {
     const int K = w->cols;
     row_ptr rp[4];
     UNROLL for (int i = 0; i < NR; i++) rp[i] = row_at(w, r0 + (i < nrow ? i : 0), TY);
@@ -642,7 +641,7 @@ INL void fused_bf16_nt(const dsv4_weight *w, int r0, int nrow, const uint16_t *c
     if (TY == W_FP8) { i0 = ilv_idx(0); i1 = ilv_idx(32); }
     fp8_tabs ft = {i0, i0, i0, i0};
     int fast = 1;
-    for (int k0 = kbeg; k0 < kend; k0 += kcs) {
+    for (int k0 = 0; k0 < K; k0 += kcs) {
         const int k1 = k0 + kcs < K ? k0 + kcs : K;
         __m512 acc[4][4][4];   /* token, row, partial */
         UNROLL for (int t = 0; t < NT; t++)
@@ -744,19 +743,18 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
  * one-sum kernel before 63d34e1 50-70.) */
 #define FUSED_BF16_NR(TY, VB, NT)                                                              \
     do {                                                                                       \
-        const int K_ = w->cols;                                                                \
-        const int nr = (NT) > 1 ? 2 : (TY) == W_BF16 || (TY) == W_F32 ? 1 : 4;                \
+        const int nr = (NT) > 1 ? 2 : (TY) == W_BF16 || (TY) == W_F32 ? 1 : 4;                 \
         for (int i = 0; i < nrow; i += nr) {                                                   \
             const int n = nrow - i < nr ? nrow - i : nr;                                       \
             float *ci[4];                                                                      \
             for (int t = 0; t < 4; t++) ci[t] = c[t] + i;                                      \
-            if ((NT) == 1 && ((TY) == W_BF16 || (TY) == W_F32))                               \
-                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 0, K_, 1, TY, 1, VB);                   \
-            else if ((NT) == 1) fused_bf16_nt(w, r0 + i, n, x, ci, kc, 0, K_, 1, TY, 4, VB);   \
-            else if ((NT) < 4) fused_bf16_nt(w, r0 + i, n, x, ci, kc, 0, K_, NT, TY, 2, VB);   \
+            if ((NT) == 1 && ((TY) == W_BF16 || (TY) == W_F32))                                \
+                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 1, TY, 1, VB);                          \
+            else if ((NT) == 1) fused_bf16_nt(w, r0 + i, n, x, ci, kc, 1, TY, 4, VB);          \
+            else if ((NT) < 4) fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, 2, VB);          \
             else {                                                                             \
-                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 0, K_, 2, TY, 2, VB);                   \
-                fused_bf16_nt(w, r0 + i, n, x + 2, ci + 2, kc, 0, K_, 2, TY, 2, VB);           \
+                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 2, TY, 2, VB);                          \
+                fused_bf16_nt(w, r0 + i, n, x + 2, ci + 2, kc, 2, TY, 2, VB);                  \
             }                                                                                  \
         }                                                                                      \
     } while (0)
