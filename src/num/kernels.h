@@ -53,7 +53,9 @@ typedef struct {
     /* tile_bf16 reads w and x in phase-major order (kern_phase_permute):
      * its arithmetic keeps four partial sums, 32-column step j into
      * partial j % 4, and with each partial's steps stored together it
-     * reads them as four sequential runs instead of every fourth line. */
+     * reads them as four sequential runs instead of every fourth line.
+     * Only in sets with fused kernels: the GEMM reorders its buffers, the
+     * few-token path's deq + tile (sets without them) does not. */
     int tile_bf16_phased;
     /* Fused GEMV for few tokens: rows [r0, r0+nrow) (nrow <= rm) x ntok
      * (<= 4) tokens over all K, weights converted from the mmap in

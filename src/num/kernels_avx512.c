@@ -741,23 +741,23 @@ INL void fused_f32_nt(const dsv4_weight *w, int r0, int nrow, const float *const
  * 4096 T=4, 2 threads: one row with all four tokens 27-31 GB/s, the same
  * slice by slice over 8 rows 30-33, pairs of rows twice 41-43; the 4-row
  * one-sum kernel before 63d34e1 50-70.) */
-#define FUSED_BF16_NR(TY, VB, NT)                                                              \
-    do {                                                                                       \
-        const int nr = (NT) > 1 ? 2 : (TY) == W_BF16 || (TY) == W_F32 ? 1 : 4;                 \
-        for (int i = 0; i < nrow; i += nr) {                                                   \
-            const int n = nrow - i < nr ? nrow - i : nr;                                       \
-            float *ci[4];                                                                      \
-            for (int t = 0; t < 4; t++) ci[t] = c[t] + i;                                      \
-            if ((NT) == 1 && ((TY) == W_BF16 || (TY) == W_F32))                                \
-                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 1, TY, 1, VB);                          \
-            else if ((NT) == 1) fused_bf16_nt(w, r0 + i, n, x, ci, kc, 1, TY, 4, VB);          \
-            else if ((NT) < 4) fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, 2, VB);          \
-            else {                                                                             \
-                fused_bf16_nt(w, r0 + i, n, x, ci, kc, 2, TY, 2, VB);                          \
-                fused_bf16_nt(w, r0 + i, n, x + 2, ci + 2, kc, 2, TY, 2, VB);                  \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
+INL void fused_bf16_groups(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
+                           float *const *c, int kc, const int NT, const wtype TY, const int VBMI) {
+    const int NR = NT > 1 ? 2 : TY == W_BF16 || TY == W_F32 ? 1 : 4;
+    for (int i = 0; i < nrow; i += NR) {
+        const int n = nrow - i < NR ? nrow - i : NR;
+        float *ci[4];
+        for (int t = 0; t < 4; t++) ci[t] = c[t] + i;
+        if (NT < 4) {
+            fused_bf16_nt(w, r0 + i, n, x, ci, kc, NT, TY, NR, VBMI);
+        } else {
+            fused_bf16_nt(w, r0 + i, n, x, ci, kc, 2, TY, NR, VBMI);
+            fused_bf16_nt(w, r0 + i, n, x + 2, ci + 2, kc, 2, TY, NR, VBMI);
+        }
+    }
+}
+
+#define FUSED_BF16_NR(TY, VB, NT) fused_bf16_groups(w, r0, nrow, x, c, kc, NT, TY, VB)
 
 #define FUSED_BF16_TY(NT)                                                                      \
     switch (w->type) {                                                                         \

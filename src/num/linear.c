@@ -189,13 +189,13 @@ static void gemm_worker(void *arg, int tid, int nth) {
     free(wbuf);
 }
 
-/* x to BF16 for the GEMM: n values, rows of K; with `phased`, each K
- * slice of every row in the tile's phase-major order. */
-typedef struct { const float *x; uint16_t *xb; long n; int K, phased; } cvt_job;
+/* x to BF16 for the GEMM: rows of K values; with `phased`, each K slice
+ * of every row in the tile's phase-major order. */
+typedef struct { const float *x; uint16_t *xb; long rows; int K, phased; } cvt_job;
 
 static void cvt_worker(void *arg, int tid, int nth) {
     cvt_job *c = arg;
-    long rows = c->n / c->K, q = rows / nth, lo = tid * q, hi = tid == nth - 1 ? rows : lo + q;
+    long q = c->rows / nth, lo = tid * q, hi = tid == nth - 1 ? c->rows : lo + q;
     for (long i = lo * c->K; i < hi * c->K; i++) c->xb[i] = f32_to_bf16(c->x[i]);
     if (c->phased)
         for (long r = lo; r < hi; r++)
@@ -212,8 +212,8 @@ static void run_gemm(const kern_set *ks, const dsv4_weight *w, const float *x, i
         xb = malloc((size_t)T * w->cols * sizeof(uint16_t));
         if (!xb) { j.bf16 = bf16 = 0; }
         else {
-            cvt_job c = {x, xb, (long)T * w->cols, w->cols, ks->tile_bf16_phased};
-            if (pool && c.n >= 65536) pool_run(pool, cvt_worker, &c);
+            cvt_job c = {x, xb, T, w->cols, ks->tile_bf16_phased};
+            if (pool && (long)T * w->cols >= 65536) pool_run(pool, cvt_worker, &c);
             else cvt_worker(&c, 0, 1);
             j.xb = xb;
         }
@@ -245,10 +245,6 @@ typedef struct {
     POOL_COUNTER(next);
 } small_job;
 
-/* The non-fused few-token path's buffer: rm dequantised rows of a K slice
- * (FP32 at most), then room for 8 phase-major token slices (BF16). */
-#define SMALL_BUF_BYTES(rm, kc) ((size_t)(rm) * (kc) * 4 + (size_t)8 * (kc) * 2)
-
 static void small_rows(small_job *j, int r0, int r1, void *buf) {
     const kern_set *ks = j->ks;
     int K = j->w->cols, rows = j->w->rows;
@@ -278,15 +274,6 @@ static void small_rows(small_job *j, int r0, int r1, void *buf) {
                     xk[t] = j->bf16 ? (const void *)((const uint16_t *)xp[t] + k0) : (const void *)((const float *)xp[t] + k0);
                 if (j->bf16) {
                     ks->deq_bf16(j->w, r, nrow, k0, kc, buf);
-                    if (ks->tile_bf16_phased) {   /* permuted copies: x is shared */
-                        uint16_t *xc = (uint16_t *)buf + (size_t)ks->rm * j->kc * 2;
-                        for (int i = 0; i < nrow; i++) kern_phase_permute((uint16_t *)buf + (size_t)i * kc, kc);
-                        for (int t = 0; t < 8; t++) {
-                            memcpy(xc + (size_t)t * kc, xk[t], (size_t)kc * sizeof(uint16_t));
-                            kern_phase_permute(xc + (size_t)t * kc, kc);
-                            xk[t] = xc + (size_t)t * kc;
-                        }
-                    }
                     ks->tile_bf16(buf, kc, (const uint16_t *const *)xk, cp, nrow, ntok, k0 > 0);
                 } else {
                     ks->deq_f32(j->w, r, nrow, k0, kc, buf);
@@ -302,7 +289,7 @@ static void small_worker(void *arg, int tid, int nth) {
     small_job *j = arg;
     void *buf = NULL;
     if (!j->ks->fused_f32) {
-        buf = malloc(SMALL_BUF_BYTES(j->ks->rm, j->kc));
+        buf = malloc((size_t)j->ks->rm * j->kc * 4);
         if (!buf) abort();
     }
     for (;;) {
@@ -359,7 +346,7 @@ static void small_multi_worker(void *arg, int tid, int nth) {
     small_multi_job *mj = arg;
     void *buf = NULL;
     if (!mj->jobs[0].ks->fused_f32) {
-        buf = malloc(SMALL_BUF_BYTES(mj->jobs[0].ks->rm, KC_BF16));
+        buf = malloc((size_t)mj->jobs[0].ks->rm * KC_BF16 * 4);
         if (!buf) abort();
     }
     for (;;) {
