@@ -297,8 +297,10 @@ static void deq_row_any(const dsv4_weight *w, int r, float *out) {
  * call carries; and the error against exact FP32 stays within what
  * rounding x to int8 per 32-column block allows. */
 static void check_int8_type(const kern_set *ks, wtype type) {
-    /* 9 rows: fewer than one 16-row pass (the portable fallback) */
-    const int shapes_q[][2] = {{70, 128}, {33, 256}, {9, 256}, {64, 4096}};
+    /* 9 rows: fewer than one 16-row pass of the many-token kernel, 3 rows
+     * fewer than one 4-row pass of the few-token kernel (the portable
+     * fallback); 33 and 70: last passes that overlap the one before */
+    const int shapes_q[][2] = {{70, 128}, {33, 256}, {9, 256}, {3, 128}, {64, 4096}};
     for (size_t si = 0; si < sizeof shapes_q / sizeof shapes_q[0]; si++) {
         /* T = 13: the packed-weight kernel (8 + 5 tokens); one token at a
          * time and three at a time: the few-token kernel */

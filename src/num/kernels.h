@@ -99,7 +99,9 @@ extern const kern_set kern_c, kern_avx2, kern_avx512;
  * MXFP4, GGUF MXFP4 and Q8_0.  One token's activations are quantised per
  * 32-column block and laid out for the weight format t: q (K bytes, in the
  * order the weight bytes come in), then per block the integer correction
- * of the unsigned weight offset and the scale (K/32 entries each).
+ * of the unsigned weight offset and the scale (K/32 entries each, each
+ * stored 4 times: a chunk's 16 entries are the few-token kernel's lanes
+ * 4b + r, block b for any row r; block b's value is corr[4 * b]).
  * K % 128 == 0. */
 typedef struct {
     const int8_t *q;
@@ -114,20 +116,21 @@ void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
 /* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, ntok <= 4
- * tokens.  Each pass of 16 rows prefetches the next 16; the last pass
- * prefetches `after` instead (the first rows this thread reads next, from
- * kern_i8_row_ptr, or NULL): rows past the end of this call usually belong
- * to another thread, and prefetching them moved them to the wrong core. */
+ * tokens.  Each pass of 4 rows prefetches the rows two passes on; the
+ * last passes prefetch from `after` instead (the first rows this thread
+ * reads next, from kern_i8_row_ptr, or NULL): rows past the end of this
+ * call usually belong to another thread, and prefetching them moved them
+ * to the wrong core. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok, const void *after);
 /* Address of row r of an int8-path weight (kern_i8_supports). */
 const void *kern_i8_row_ptr(const dsv4_weight *w, int r);
 /* AVX-512 VNNI, many tokens: the same products for rows r0..r0+nrow-1 and
- * T tokens (x[t]; y[t * ldy + r]), 16 rows' weights unpacked once per K
- * slice into buf (KERN_I8_BUF bytes, 64-byte aligned) and reused for every
- * token.  Bit-identical to kern_i8_avx512. */
-#define KERN_I8_SLICE 8                        /* 128-column chunks per K slice */
-#define KERN_I8_BUF (KERN_I8_SLICE * 36 * 64)
+ * T tokens (x[t]; y[t * ldy + r]), 16 rows' weights unpacked once into
+ * buf (kern_i8_gemm_buf_bytes(K) bytes, 64-byte aligned: 18 per column, 72
+ * KiB at K = 4096, in L2) and reused for every token.  Bit-identical to
+ * kern_i8_avx512. */
+static inline size_t kern_i8_gemm_buf_bytes(int K) { return (size_t)K / 128 * 36 * 64; }
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
                          float *y, size_t ldy, int T, void *buf);
 /* 1 if FAST-mode products take the int8 path on this kernel set (AVX-512

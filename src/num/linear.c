@@ -407,6 +407,7 @@ typedef struct {
     /* quantisation tasks (owner, token): the products that quantise their
      * own input, and the first task of each */
     int *qown, *qfirst, nown, nq;
+    size_t buf_bytes;        /* the packed kernel's buffer: for the largest K */
     POOL_COUNTER(next);
 } i8_job;
 
@@ -446,7 +447,7 @@ static void i8_chunk(i8_job *j, int i, int c, void **buf, const void *after) {
     int lo = c * j->chunk[i], hi = c == i8_nchunks(rows, j->chunk[i]) - 1 ? rows : lo + j->chunk[i];
     size_t qb = kern_q8x_bytes(K);
     if (j->xv[i]) {
-        if (!*buf && !(*buf = aligned_alloc(64, KERN_I8_BUF))) abort();
+        if (!*buf && !(*buf = aligned_alloc(64, j->buf_bytes))) abort();
         kern_i8_gemm_avx512(it->w, lo, hi - lo, j->xv[i], it->y, (size_t)rows, it->T, *buf);
         return;
     }
@@ -527,6 +528,7 @@ static void i8_setup(i8_job *j, const linear_item *it, int n, dsv4_pool *pool, i
             size_t qb = kern_q8x_bytes(w->cols);
             if (!(j->xv[i] = malloc((size_t)it[i].T * sizeof **j->xv))) abort();
             for (int t = 0; t < it[i].T; t++) kern_q8x_view(j->xq[i] + (size_t)t * qb, w->cols, &j->xv[i][t]);
+            if (kern_i8_gemm_buf_bytes(w->cols) > j->buf_bytes) j->buf_bytes = kern_i8_gemm_buf_bytes(w->cols);
         }
         /* about 8 chunks per thread and product, multiples of 16 rows
          * (the kernels' row group), 16..128 rows */
