@@ -499,6 +499,14 @@ static int same_input(const linear_item *a, const linear_item *b) {
     return a->x == b->x && a->T == b->T && a->w->cols == b->w->cols && a->w->type == b->w->type;
 }
 
+/* Most weight bytes in one int8 chunk: each chunk costs a claim from the
+ * shared counter (a cache line between the cores: 350 ns across AMD CCDs)
+ * and a prefetch ramp.  Slice decode, 2 threads on two CCDs, the experts'
+ * w2 (MXFP4 4096 x 2048 and the FP8 shared expert) in GB/s: 128 rows (128
+ * KiB) 38.6-40.2, 256 KiB 44.6-44.9, 512 KiB 42.7-44.6; w1 (2048 x 4096:
+ * 128 rows were 256 KiB already) 47.2-49.1 throughout. */
+#define I8_CHUNK_BYTES (256u << 10)
+
 /* Set up the int8 job of n products and quantise their inputs (in the
  * pool for 8 or more tokens' worth); *par: whether the products are worth
  * the pool. */
@@ -531,10 +539,13 @@ static void i8_setup(i8_job *j, const linear_item *it, int n, dsv4_pool *pool, i
             if (kern_i8_gemm_buf_bytes(w->cols) > j->buf_bytes) j->buf_bytes = kern_i8_gemm_buf_bytes(w->cols);
         }
         /* about 8 chunks per thread and product, multiples of 16 rows
-         * (the kernels' row group), 16..128 rows */
+         * (the packed kernel's row group), at least 16 rows and at most
+         * I8_CHUNK_BYTES of weights */
+        const size_t rowb = (size_t)((const uint8_t *)kern_i8_row_ptr(w, 1) - (const uint8_t *)kern_i8_row_ptr(w, 0));
+        const int cap = (int)(I8_CHUNK_BYTES / rowb) / 16 * 16;
         int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
         chunk = (chunk + 15) / 16 * 16;
-        if (chunk > 128) chunk = 128;
+        if (chunk > cap) chunk = cap;
         if (chunk < 16) chunk = 16;
         j->chunk[i] = chunk;
         j->first[i] = j->nchunks;
