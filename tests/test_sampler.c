@@ -17,6 +17,36 @@ static void logits_init(float *l) {
     for (int i = 0; i < V; i++) l[i] = (float)(i % 5) * 0.5f - (float)i * 0.05f;
 }
 
+/* dsv4_argmax against its definition, the one loop from best = 0, on
+ * lengths around its 8-wide blocks, with ties, NaNs (also first) and
+ * infinities. */
+static int argmax_def(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+TEST(argmax_matches_definition) {
+    float x[70];
+    unsigned r = 12345;
+    int ok = 1, cases = 0;
+    for (int n = 1; n <= 70; n++)
+        for (int rep = 0; rep < 40; rep++) {
+            for (int i = 0; i < n; i++) {
+                r = r * 1103515245u + 12345u;
+                int v = (int)(r >> 16) % 23;
+                /* few distinct values: many ties */
+                x[i] = v == 0 ? NAN : v == 1 ? INFINITY : v == 2 ? -INFINITY : (float)(v % 5) - 2.0f;
+            }
+            if (rep == 1) x[0] = NAN;
+            if (rep == 2) for (int i = 0; i < n; i++) x[i] = NAN;
+            ok &= dsv4_argmax(x, n) == argmax_def(x, n);
+            cases++;
+        }
+    CHECK(ok, "argmax == its one-loop definition (%d cases, ties, NaN, inf)", cases);
+}
+
 TEST(greedy_and_ties) {
     float l[V] = {0};
     l[3] = 2; l[9] = 2;
@@ -93,6 +123,7 @@ TEST(filters) {
 }
 
 int main(void) {
+    RUN(argmax_matches_definition);
     RUN(greedy_and_ties);
     RUN(seed_reproducible);
     RUN(temperature_matches_softmax);

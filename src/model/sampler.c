@@ -20,11 +20,28 @@ struct dsv4_sampler {
 
 static int allowed(const uint64_t *mask, int i) { return !mask || (mask[i >> 6] >> (i & 63)) & 1; }
 
+/* The first index of the largest value; NaNs never win (the loop
+ * `if (x[i] > x[best]) best = i` from best = 0, which returns 0 when x[0]
+ * is NaN).  Two passes: the maximum over 8 independent chains, then its
+ * first position.  The one loop above carries a load-compare-select chain
+ * through `best`: 0.2 ms for the 129,280 logits of a V4 vocabulary, 0.5%
+ * of a decode step on the Flash slice. */
 int dsv4_argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+    if (n <= 0 || isnan(x[0])) return 0;
+    float m[8];
+    for (int k = 0; k < 8; k++) m[k] = x[0];
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            if (x[i + k] > m[k]) m[k] = x[i + k];
+    for (; i < n; i++)
+        if (x[i] > m[0]) m[0] = x[i];
+    float best = m[0];
+    for (int k = 1; k < 8; k++)
+        if (m[k] > best) best = m[k];
+    for (i = 0; i < n; i++)
+        if (x[i] == best) return i;
+    return 0;
 }
 
 dsv4_sampler *dsv4_sampler_new(const dsv4_sampler_params *p, int vocab) {
