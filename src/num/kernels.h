@@ -116,11 +116,11 @@ void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
 /* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, ntok <= 4
- * tokens.  Each pass of 4 rows prefetches the rows two passes on; the
- * last passes prefetch from `after` instead (the first rows this thread
- * reads next, from kern_i8_row_ptr, or NULL): rows past the end of this
- * call usually belong to another thread, and prefetching them moved them
- * to the wrong core. */
+ * tokens.  Each pass of 4 rows prefetches 32 KiB on in this thread's
+ * stream; the last passes prefetch from `after` instead (the first rows
+ * this thread reads next, from kern_i8_row_ptr, or NULL): rows past the
+ * end of this call usually belong to another thread, and prefetching them
+ * moved them to the wrong core. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok, const void *after);
 /* Address of row r of an int8-path weight (kern_i8_supports). */

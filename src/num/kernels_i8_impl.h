@@ -56,7 +56,7 @@ I8_INL void I8_FN(i8_unpack)(const uint8_t *pp, const uint8_t *sp, const I8_FN(i
     __m512i wv;
     if (TY == W_MXFP4) {
         wv = _mm512_loadu_si512((const void *)pp);
-        if (sp) {   /* the few-token kernel reads the scales 16 chunks at a time */
+        if (sp) {   /* the packed kernel's scales (the few-token kernel reads its own) */
             uint32_t e;
             memcpy(&e, sp, 4);
             *code = e;
@@ -214,7 +214,7 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
     __m512 acc[4];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int ch = 0; ch < nc; ch++) {
-        if (pf)   /* into L2: 16 KiB ahead is more than L1 should hold */
+        if (pf)   /* into L2: 32 KiB ahead is more than L1 should hold */
             for (int l = 0; l < npf; l++) _mm_prefetch((const char *)pf + 4 * (size_t)ch * cb + 64 * l, _MM_HINT_T1);
         alignas(64) uint64_t code[4];
         __m512i exps = _mm512_setzero_si512();
@@ -342,11 +342,14 @@ I8_INL void I8_FN(i8_gemm_any)(const __m512i *buf, int nc, const kern_q8x *x, fl
  * again).  Products of fewer than 4 rows in all (tests only) take the
  * portable model.  Each pass prefetches the bytes I8_PF_BYTES on (rounded
  * up to whole passes) in this thread's stream: its own rows, then
- * `after`'s, which are at least 16 rows (16 KiB of MXFP4 at K = 2048).
+ * `after`'s (chunks of at least 16 rows: a product's own chunks are 256
+ * KiB, only small products have chunks shorter than the distance).
  * Slice decode, 2 threads on two CCDs, the experts' products w1 / w2 in
  * GB/s: 8 KiB ahead 40.7-41.6 / 40.0-41.5, 16 KiB 48.3-49.5 / 40.5-43.9,
- * 32 KiB 48.1-49.4 / 41.9-43.1, 64 KiB 45.8-49.2 / 40.2-41.4. */
-#define I8_PF_BYTES 16384
+ * 32 KiB 48.1-49.4 / 41.9-43.1, 64 KiB 45.8-49.2 / 40.2-41.4; GGUF Q8_0
+ * 131072 x 1024 (bench_linear, 2 threads, one CCD, 4 KiB pages): 16 KiB
+ * 26.7-29.7, 32 KiB 29.7-33.9 (the 16-row kernel before: 33.6-35.7). */
+#define I8_PF_BYTES 32768
 static I8_TGT void I8_FN(kern_i8)(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                                   float *const *c, int ntok, const void *after) {
     if (nrow < 4) {
