@@ -20,9 +20,9 @@
  * chunk (as the BF16 kernels keep four partials per 32-column step): the
  * few-token kernel then adds a chunk's four blocks of four rows into one
  * register, lane 4 * position + row, and scales it with one multiply-add,
- * with no per-row transposes (16 rows in lockstep and a 16 x 16 transpose
- * per chunk before: 30 GB/s per core in L3, 4 rows this way 39.5; MXFP4
- * 2048 x 4096).  vpdpbusd multiplies unsigned by signed bytes, so the
+ * with no transposes (16 rows in lockstep before, their lane sums
+ * transposed to lane = row per chunk: 30 GB/s per core in L3, 4 rows this
+ * way 39.5 in a prototype; MXFP4 2048 x 4096).  vpdpbusd multiplies unsigned by signed bytes, so the
  * weights enter offset to unsigned (u = v + c: c = 12 for doubled E2M1,
  * 128 for Q8_0's int8) and -c * sum(q) over the block, computed once per
  * token, is added to S_b.
