@@ -123,7 +123,9 @@ float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
  * moved them to the wrong core. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
                     float *const *c, int ntok, const void *after);
-/* Address of row r of an int8-path weight (kern_i8_supports). */
+/* Bytes of one row of an int8-path weight (kern_i8_supports), and the
+ * address of row r. */
+size_t kern_i8_row_bytes(const dsv4_weight *w);
 const void *kern_i8_row_ptr(const dsv4_weight *w, int r);
 /* AVX-512 VNNI, many tokens: the same products for rows r0..r0+nrow-1 and
  * T tokens (x[t]; y[t * ldy + r]), 16 rows' weights unpacked once into

@@ -78,6 +78,8 @@ static inline size_t i8_row_bytes(wtype t, int K) {
     return t == W_MXFP4 ? (size_t)K / 2 : t == W_GG_MXFP4 ? (size_t)K / 32 * 17 : (size_t)K / 32 * 34;
 }
 
+size_t kern_i8_row_bytes(const dsv4_weight *w) { return i8_row_bytes(w->type, w->cols); }
+
 const void *kern_i8_row_ptr(const dsv4_weight *w, int r) {
     return (const uint8_t *)w->data + (size_t)r * i8_row_bytes(w->type, w->cols);
 }

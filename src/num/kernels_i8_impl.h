@@ -180,16 +180,16 @@ I8_INL __m512i I8_FN(i8_sum4)(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
                             _mm512_shuffle_epi32(_mm512_mask_blend_epi32(0xCCCC, p1, p0), _MM_PERM_BADC));
 }
 
-/* The block scales of 4 rows, lane 4b + r: from code[r] (i8_unpack's
- * per-row codes: four E8M0 bytes, or four FP16 halves for Q8_0). */
-I8_INL __m512 I8_FN(i8_scales4)(const uint64_t code[4], const wtype TY) {
+/* The block scales of 4 rows, lane 4b + r: Q8_0 from code[r] (i8_unpack's
+ * four FP16 halves per row), the E8M0 kinds from e (dword r: row r's four
+ * exponent bytes). */
+I8_INL __m512 I8_FN(i8_scales4)(const uint64_t code[4], __m128i e, const wtype TY) {
     if (TY == W_Q8_0) {
         __m256i h = _mm256_loadu_si256((const void *)code);   /* word 4r + b */
         const __m256i idx = _mm256_set_epi16(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
         return _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, h));
     }
     /* byte 4r + b -> byte 4b + r, then one dword per byte */
-    __m128i e = _mm_set_epi32((int)(uint32_t)code[3], (int)(uint32_t)code[2], (int)(uint32_t)code[1], (int)(uint32_t)code[0]);
     e = _mm_shuffle_epi8(e, _mm_set_epi8(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0));
     /* GGUF MXFP4: 2^(e-128) for codes standing for twice the value */
     if (TY == W_GG_MXFP4) e = _mm_subs_epu8(e, _mm_set1_epi8(1));
@@ -217,24 +217,23 @@ I8_INL void I8_FN(i8_dec)(const dsv4_weight *w, int r0, const kern_q8x *const *x
         if (pf)   /* into L2: 32 KiB ahead is more than L1 should hold */
             for (int l = 0; l < npf; l++) _mm_prefetch((const char *)pf + 4 * (size_t)ch * cb + 64 * l, _MM_HINT_T1);
         alignas(64) uint64_t code[4];
-        __m512i exps = _mm512_setzero_si512();
+        __m512i exps = _mm512_setzero_si512();   /* GGUF MXFP4 with VBMI: dword r = row r's exponents */
         __m512i V[4][4];
         UNROLL for (int i = 0; i < 4; i++) {
             __m512i u0, u1;
             I8_FN(i8_unpack)(base + (size_t)i * rb + (size_t)ch * cb, NULL, &k, &u0, &u1, &code[i], &exps, i, TY);
-            if (TY == W_MXFP4) {
-                uint32_t e;
-                memcpy(&e, sbase + (size_t)i * scols + (size_t)ch * 4, 4);
-                code[i] = e;
-            }
             UNROLL for (int t = 0; t < NT; t++) V[t][i] = I8_FN(i8_lanes)(u0, u1, x[t]->q + (size_t)ch * 128, TY);
         }
-        if (TY == W_GG_MXFP4 && I8_VBMI) {   /* dword r of exps: row r's four exponents */
-            alignas(16) uint32_t e4[4];
-            _mm_store_si128((__m128i *)e4, _mm512_castsi512_si128(exps));
-            UNROLL for (int i = 0; i < 4; i++) code[i] = e4[i];
+        /* the E8M0 kinds' exponents, dword r = row r's four */
+        __m128i e4 = _mm512_castsi512_si128(exps);
+        if (TY == W_MXFP4) {
+            uint32_t e[4];
+            UNROLL for (int i = 0; i < 4; i++) memcpy(&e[i], sbase + (size_t)i * scols + (size_t)ch * 4, 4);
+            e4 = _mm_set_epi32((int)e[3], (int)e[2], (int)e[1], (int)e[0]);
+        } else if (TY == W_GG_MXFP4 && !I8_VBMI) {
+            e4 = _mm_set_epi32((int)(uint32_t)code[3], (int)(uint32_t)code[2], (int)(uint32_t)code[1], (int)(uint32_t)code[0]);
         }
-        const __m512 ws = I8_FN(i8_scales4)(code, TY);
+        const __m512 ws = I8_FN(i8_scales4)(code, e4, TY);
         UNROLL for (int t = 0; t < NT; t++) {
             __m512i S = _mm512_add_epi32(I8_FN(i8_sum4)(V[t][0], V[t][1], V[t][2], V[t][3]),
                                          _mm512_loadu_si512((const void *)(x[t]->corr + 16 * ch)));

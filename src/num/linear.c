@@ -541,8 +541,7 @@ static void i8_setup(i8_job *j, const linear_item *it, int n, dsv4_pool *pool, i
         /* about 8 chunks per thread and product, multiples of 16 rows
          * (the packed kernel's row group), at least 16 rows and at most
          * I8_CHUNK_BYTES of weights */
-        const size_t rowb = (size_t)((const uint8_t *)kern_i8_row_ptr(w, 1) - (const uint8_t *)kern_i8_row_ptr(w, 0));
-        const int cap = (int)(I8_CHUNK_BYTES / rowb) / 16 * 16;
+        const int cap = (int)(I8_CHUNK_BYTES / kern_i8_row_bytes(w)) / 16 * 16;
         int chunk = (w->rows + 8 * nth - 1) / (8 * nth);
         chunk = (chunk + 15) / 16 * 16;
         if (chunk > cap) chunk = cap;
