@@ -4,7 +4,8 @@
  * higher score first, ties by lower index), and the multi-vector forms of
  * the attention primitives, which must equal the single-vector calls bit
  * for bit (the model relies on it for numerics that do not depend on how
- * heads are grouped).
+ * heads are grouped); the float -> BF16 conversion against numfmt.h's, and
+ * FAST mode's SwiGLU against its formula.
  */
 #include "check.h"
 #include "model/ops.h"
@@ -101,8 +102,90 @@ TEST(vec_multi_equals_single) {
     cpu_set_isa(cpu_best_isa());
 }
 
+/* vec_f32_to_bf16 against numfmt.h's f32_to_bf16, bit for bit, on every
+ * ISA: rounding ties both ways, carries into the exponent, infinities,
+ * NaNs (signalling ones too), subnormals, and random bit patterns, with
+ * lengths that leave every tail size. */
+TEST(vec_f32_to_bf16_is_f32_to_bf16) {
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0x3f80ffffu,
+                                       0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+                                       0x7f800001u, 0xffbfffffu, 0x00000001u, 0x007fffffu, 0x807f8000u,
+                                       0x3fffffffu, 0x477fe000u};
+    enum { N = 1000 };
+    float x[N];
+    uint16_t got[N], want[N];
+    for (int lvl = (int)cpu_best_isa(); lvl >= 0; lvl--) {
+        cpu_set_isa((cpu_isa_level)lvl);
+        for (int rep = 0; rep < 20; rep++) {
+            int n = rep < 17 ? rep + 1 : N - (int)(rnd32() % 40);
+            for (int i = 0; i < n; i++) {
+                uint32_t u = i < (int)(sizeof special / sizeof special[0]) && rep % 2 ? special[i] : rnd32() << 8 ^ rnd32();
+                memcpy(&x[i], &u, 4);
+                want[i] = f32_to_bf16(x[i]);
+            }
+            memset(got, 0xAB, sizeof got);
+            vec_f32_to_bf16(x, got, (size_t)n);
+            int same = !memcmp(got, want, (size_t)n * 2), untouched = 1;
+            for (int i = n; i < N; i++) untouched &= got[i] == 0xABAB;
+            CHECK(same && untouched, "%s: vec_f32_to_bf16 == f32_to_bf16 bit for bit (n %d; nothing past n written)",
+                  cpu_isa_name(cpu_isa()), n);
+        }
+    }
+    cpu_set_isa(cpu_best_isa());
+}
+
+/* FAST mode's SwiGLU: within 4 ulp-ish (2e-6 relative, or 1e-30 absolute
+ * near zero) of the formula with libm's expf, on every ISA, from -100 to
+ * 100 (exp's clamps on both sides), with and without the clamp limit and
+ * the routing weight; and one value gives the same bits wherever it sits
+ * in a row (tails go through the same arithmetic), so a token's result
+ * does not depend on the batch. */
+static float swiglu_def(float g, float u, float lim, float w) {
+    if (lim > 0) { u = fminf(fmaxf(u, -lim), lim); g = fminf(g, lim); }
+    return (float)(w * ((double)g / (1.0 + exp(-(double)g)) * u));
+}
+TEST(vec_swiglu_matches_definition) {
+    enum { N = 300 };
+    float g[N], u[N], g0[N];
+    for (int lvl = (int)cpu_best_isa(); lvl >= 0; lvl--) {
+        cpu_set_isa((cpu_isa_level)lvl);
+        for (int rep = 0; rep < 8; rep++) {
+            float lim = rep & 1 ? 7.0f : 0.0f, w = rep & 2 ? 0.37f : 1.0f;
+            int n = N - rep * 7, bad = -1;
+            for (int i = 0; i < n; i++) {
+                g[i] = g0[i] = rep < 4 ? -100.0f + 200.0f * (float)i / (float)(n - 1) : 12.0f * rndf();
+                u[i] = 3.0f * rndf();
+            }
+            vec_swiglu(g, u, n, lim, w);
+            for (int i = 0; i < n && bad < 0; i++) {
+                float want = swiglu_def(g0[i], u[i], lim, w);
+                if (!(fabsf(g[i] - want) <= 2e-6f * fabsf(want) + 1e-30f)) bad = i;
+            }
+            CHECK(bad < 0, "%s: vec_swiglu within 2e-6 of the definition (lim %g, w %g; first miss at %d: %g for %g)",
+                  cpu_isa_name(cpu_isa()), lim, w, bad, bad < 0 ? 0.0 : g[bad],
+                  bad < 0 ? 0.0 : swiglu_def(g0[bad], u[bad], lim, w));
+        }
+        /* one (g, u) at every position of rows of every length up to 40 */
+        int same = 1;
+        float ref = 0;
+        for (int n = 1; n <= 40; n++)
+            for (int p = 0; p < n; p++) {
+                for (int i = 0; i < n; i++) { g[i] = 0.5f * (float)i - 3.0f; u[i] = 1.0f; }
+                g[p] = 1.7f; u[p] = -2.3f;
+                vec_swiglu(g, u, n, 0.0f, 1.0f);
+                if (n == 1) ref = g[0];
+                same &= !memcmp(&g[p], &ref, 4);
+            }
+        CHECK(same, "%s: vec_swiglu gives one value the same bits at every position of every row length",
+              cpu_isa_name(cpu_isa()));
+    }
+    cpu_set_isa(cpu_best_isa());
+}
+
 int main(void) {
     RUN(topk_order);
     RUN(vec_multi_equals_single);
+    RUN(vec_f32_to_bf16_is_f32_to_bf16);
+    RUN(vec_swiglu_matches_definition);
     return check_summary();
 }

@@ -13,6 +13,7 @@
  */
 #include "model/ops.h"
 #include "num/kernels.h"
+#include "num/vecops.h"
 #include "util/util.h"
 #include <float.h>
 #include <stdlib.h>
@@ -271,22 +272,34 @@ typedef struct {
     int ex;
 } hc_post_job;
 
+/* In place, 16 columns at a time: the block's old H rows are read before
+ * any of its new ones are written (no copy of H).  Per element the same
+ * operations in the same order as the plain loop (s = sum over i in order
+ * of comb * old, then post * f + s), so gcc's vectorisation of the
+ * 16-wide loops does not change a bit. */
+#define HC_BLOCK 16
+#define HC_MAX 16   /* config.c caps hc_mult at 16 */
 static void hc_post_rows(void *ctx, int lo, int hi) {
     hc_post_job *j = ctx;
     int hc = j->c->hc_mult, D = j->c->dim;
-    float *old = xmalloc((size_t)hc * D * sizeof(float));
     for (int t = lo; t < hi; t++) {
         float *h = j->H + (size_t)t * hc * D;
         const float *pt = j->post + (size_t)t * hc, *ct = j->comb + (size_t)t * hc * hc, *ft = j->f + (size_t)t * D;
-        memcpy(old, h, (size_t)hc * D * sizeof(float));
-        for (int k = 0; k < hc; k++)
-            for (int d = 0; d < D; d++) {
-                float s = 0.0f;
-                for (int i = 0; i < hc; i++) s += ct[i * hc + k] * old[(size_t)i * D + d];
-                h[(size_t)k * D + d] = rnd(j->ex, pt[k] * ft[d] + s);
+        for (int d0 = 0; d0 < D; d0 += HC_BLOCK) {
+            int nb = D - d0 < HC_BLOCK ? D - d0 : HC_BLOCK;
+            float old[HC_MAX][HC_BLOCK];
+            for (int i = 0; i < hc; i++)
+                for (int b = 0; b < nb; b++) old[i][b] = h[(size_t)i * D + d0 + b];
+            for (int k = 0; k < hc; k++) {
+                float s[HC_BLOCK] = {0};
+                for (int i = 0; i < hc; i++) {
+                    float c = ct[i * hc + k];
+                    for (int b = 0; b < nb; b++) s[b] += c * old[i][b];
+                }
+                for (int b = 0; b < nb; b++) h[(size_t)k * D + d0 + b] = rnd(j->ex, pt[k] * ft[d0 + b] + s[b]);
             }
+        }
     }
-    free(old);
 }
 
 static void hc_post(dsv4_model *m, const float *f, float *H, int T, const float *post, const float *comb) {
@@ -303,7 +316,7 @@ static float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 typedef struct {
     float *g;
     const float *u, *weights;
-    int I, ex;
+    int I, ex, fast;
     float lim;
 } swiglu_job;
 
@@ -311,6 +324,11 @@ static void swiglu_range(void *ctx, int lo, int hi) {
     swiglu_job *j = ctx;
     int I = j->I;
     float lim = j->lim;
+    if (j->fast) {   /* FAST mode: vectorised, its own exp (num/vecops.c) */
+        for (int t = lo; t < hi; t++)
+            vec_swiglu(j->g + (size_t)t * I, j->u + (size_t)t * I, I, lim, j->weights ? j->weights[t] : 1.0f);
+        return;
+    }
     for (int t = lo; t < hi; t++)
         for (int i = 0; i < I; i++) {
             float gv = j->g[(size_t)t * I + i], uv = j->u[(size_t)t * I + i];
@@ -326,7 +344,7 @@ static void swiglu_range(void *ctx, int lo, int hi) {
 
 static void swiglu_rows(dsv4_model *m, float *g, const float *u, int n, const float *weights) {
     const dsv4_config *c = &m->cfg;
-    swiglu_job j = {g, u, weights, c->moe_inter_dim, exact_mode(m), c->swiglu_limit};
+    swiglu_job j = {g, u, weights, c->moe_inter_dim, exact_mode(m), m->mode == DSV4_MODE_FAST, c->swiglu_limit};
     par_for(m, n, (size_t)n * c->moe_inter_dim * 8, swiglu_range, &j);
 }
 

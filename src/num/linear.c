@@ -32,6 +32,7 @@
 #include "num/kernels.h"
 #include "num/numfmt.h"
 #include "num/pool.h"
+#include "num/vecops.h"
 #include "util/util.h"
 #include <ctype.h>
 #include <stdatomic.h>
@@ -196,7 +197,7 @@ typedef struct { const float *x; uint16_t *xb; long rows; int K, phased; } cvt_j
 static void cvt_worker(void *arg, int tid, int nth) {
     cvt_job *c = arg;
     long q = c->rows / nth, lo = tid * q, hi = tid == nth - 1 ? c->rows : lo + q;
-    for (long i = lo * c->K; i < hi * c->K; i++) c->xb[i] = f32_to_bf16(c->x[i]);
+    vec_f32_to_bf16(c->x + lo * c->K, c->xb + lo * c->K, (size_t)(hi - lo) * c->K);
     if (c->phased)
         for (long r = lo; r < hi; r++)
             for (int k0 = 0; k0 < c->K; k0 += KC_BF16)
@@ -309,7 +310,7 @@ static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, 
         size_t n = (size_t)T * w->cols;
         uint16_t *xb = malloc(n * sizeof(uint16_t));
         if (!xb) abort();
-        for (size_t i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
+        vec_f32_to_bf16(x, xb, n);
         j->xb = xb;
     }
     j->kc = bf16 ? KC_BF16 : KC_F32;

@@ -5,6 +5,8 @@
  */
 #include "num/vecops.h"
 #include "num/cpu.h"
+#include "num/numfmt.h"
+#include <math.h>
 
 static float dot_c(const float *a, const float *b, int n) {
     float s[8] = {0};
@@ -17,6 +19,19 @@ static float dot_c(const float *a, const float *b, int n) {
 }
 static void axpy_c(float *y, float a, const float *x, int n) { for (int i = 0; i < n; i++) y[i] += a * x[i]; }
 static void scale_c(float *y, float a, int n) { for (int i = 0; i < n; i++) y[i] *= a; }
+static void swiglu_c(float *g, const float *u, int n, float lim, float w) {
+    for (int i = 0; i < n; i++) {
+        float gv = g[i], uv = u[i];
+        if (lim > 0) {
+            uv = fminf(fmaxf(uv, -lim), lim);
+            gv = fminf(gv, lim);
+        }
+        g[i] = w * (gv / (1.0f + expf(-gv)) * uv);
+    }
+}
+static void f32_to_bf16_c(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
+}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -122,6 +137,54 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
     for (; i < n; i++) r += a[i] * b[i];
     return r;
 }
+/* exp(x) for x in [-87.3, 88.7] (clamped): x = n ln2 + r, |r| <= ln2/2,
+ * exp(r) by its Taylor series to r^7 (truncation under 1e-8 relative),
+ * times 2^n by vscalefps. */
+__attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);     /* ln2, high bits */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);            /* ln2, the rest */
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+/* Masked loads and stores for the tail: every element goes through the
+ * same arithmetic wherever it sits in the row. */
+__attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const float *u, int n, float lim, float w) {
+    const __m512 one = _mm512_set1_ps(1.0f), vw = _mm512_set1_ps(w), hi = _mm512_set1_ps(lim),
+                 lo = _mm512_set1_ps(-lim);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(k, g + i), uv = _mm512_maskz_loadu_ps(k, u + i);
+        if (lim > 0) {
+            uv = _mm512_min_ps(_mm512_max_ps(uv, lo), hi);
+            gv = _mm512_min_ps(gv, hi);
+        }
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        _mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(vw, _mm512_mul_ps(s, uv)));
+    }
+}
+/* f32_to_bf16 on 16 lanes: u + 0x7fff + ((u >> 16) & 1), NaNs | 0x40. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void f32_to_bf16_avx512(const float *x, uint16_t *out, size_t n) {
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                  absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
+                  quiet = _mm512_set1_epi32(0x400000);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512i u = _mm512_maskz_loadu_epi32(k, x + i);
+        __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), inf);
+        __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+        r = _mm512_mask_or_epi32(r, nan, u, quiet);
+        _mm256_mask_storeu_epi16(out + i, k, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    }
+}
 __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n) {
     __m256 va = _mm256_set1_ps(a);
     int i = 0;
@@ -178,4 +241,18 @@ void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float
             float d = x[(size_t)h * ld + j];
             if (d > 0.0f) y[j] += d * a[h];
         }
+}
+
+void vec_swiglu(float *g, const float *u, int n, float lim, float w) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { swiglu_avx512(g, u, n, lim, w); return; }
+#endif
+    swiglu_c(g, u, n, lim, w);
+}
+
+void vec_f32_to_bf16(const float *x, uint16_t *out, size_t n) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { f32_to_bf16_avx512(x, out, n); return; }
+#endif
+    f32_to_bf16_c(x, out, n);
 }

@@ -7,6 +7,9 @@
 #ifndef DSV4_VECOPS_H
 #define DSV4_VECOPS_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 float vec_dot(const float *a, const float *b, int n);
 void vec_axpy(float *y, float a, const float *x, int n);   /* y += a x */
 void vec_scale(float *y, float a, int n);                  /* y *= a */
@@ -19,5 +22,16 @@ void vec_axpy4(float *const y[4], const float a[4], const float *x, int n);
  * each product rounded, then added (as the scalar loop does): the
  * indexer's ReLU-weighted head sum. */
 void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float *a, int n);
+
+/* FAST mode's SwiGLU over one row: g[i] = w * (silu(g') * u') with
+ * g' = min(g, lim), u' = clamp(u, -lim, lim) (no clamping when lim <= 0),
+ * silu(x) = x / (1 + exp(-x)).  The AVX-512 path evaluates exp with its
+ * own polynomial (within 2 ulp of expf; the same function for every row
+ * length and position, so results do not depend on the batch); the other
+ * paths call expf. */
+void vec_swiglu(float *g, const float *u, int n, float lim, float w);
+/* out[i] = f32_to_bf16(x[i]) (numfmt.h: round to nearest even, NaN kept
+ * quiet), bit for bit, n at a time. */
+void vec_f32_to_bf16(const float *x, uint16_t *out, size_t n);
 
 #endif
