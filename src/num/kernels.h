@@ -115,14 +115,17 @@ void kern_q8x_quantize_ref(wtype t, const float *x, int K, void *buf);   /* port
 void kern_q8x_view(void *buf, int K, kern_q8x *v);
 /* Portable model of one (row, token) product, same arithmetic (tests). */
 float kern_i8_dot_ref(const dsv4_weight *w, int r, const kern_q8x *x);
+/* Where a thread reads next: the first row of its next chunk (w NULL:
+ * nothing). */
+typedef struct { const dsv4_weight *w; int row; } kern_i8_next;
 /* AVX-512 VNNI, few tokens: c[t][i] = row r0+i . token t, ntok <= 4
- * tokens.  Each pass of 4 rows prefetches 32 KiB on in this thread's
- * stream; the last passes prefetch from `after` instead (the first rows
- * this thread reads next, from kern_i8_row_ptr, or NULL): rows past the
- * end of this call usually belong to another thread, and prefetching them
- * moved them to the wrong core. */
+ * tokens.  Each pass of 4 rows prefetches the rows 32 KiB on in this
+ * thread's stream, their bytes and (MXFP4) their scales, which are a
+ * tensor of their own; the last passes prefetch from `after` instead:
+ * rows past the end of this call usually belong to another thread, and
+ * prefetching them moved them to the wrong core. */
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok, const void *after);
+                    float *const *c, int ntok, kern_i8_next after);
 /* Bytes of one row of an int8-path weight (kern_i8_supports), and the
  * address of row r. */
 size_t kern_i8_row_bytes(const dsv4_weight *w);

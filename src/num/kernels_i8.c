@@ -271,7 +271,7 @@ static const alignas(64) uint8_t e2m1_u8x4[64] = {
 #include "num/kernels_i8_impl.h"
 
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok, const void *after) {
+                    float *const *c, int ntok, kern_i8_next after) {
     if (cpu_get_features()->avx512vbmi && !kern_avx512_no_vbmi)
         kern_i8_vbmi(w, r0, nrow, x, c, ntok, after);
     else
@@ -293,7 +293,7 @@ void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) {
 #else
 void kern_q8x_quantize(wtype t, const float *x, int K, void *buf) { kern_q8x_quantize_ref(t, x, K, buf); }
 void kern_i8_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *const *x,
-                    float *const *c, int ntok, const void *after) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; (void)after; }
+                    float *const *c, int ntok, kern_i8_next after) { (void)w; (void)r0; (void)nrow; (void)x; (void)c; (void)ntok; (void)after; }
 void kern_i8_gemm_avx512(const dsv4_weight *w, int r0, int nrow, const kern_q8x *x,
                          float *y, size_t ldy, int T, void *buf) { (void)w; (void)r0; (void)nrow; (void)x; (void)y; (void)ldy; (void)T; (void)buf; }
 #endif

@@ -434,15 +434,15 @@ static void i8_quant_worker(void *arg, int tid, int nth) {
 static int i8_nchunks(int rows, int chunk) { return rows / chunk > 0 ? rows / chunk : 1; }
 
 /* Take global chunk *g from the counter; *item: its product (valid while
- * *g < nchunks).  Returns where its rows start (i8_chunk's `after`). */
-static const void *i8_claim(i8_job *j, int *g, int *item) {
+ * *g < nchunks).  Returns its first row (i8_chunk's `after`). */
+static kern_i8_next i8_claim(i8_job *j, int *g, int *item) {
     *g = atomic_fetch_add(&j->next, 1);
-    if (*g >= j->nchunks) return NULL;
+    if (*g >= j->nchunks) return (kern_i8_next){NULL, 0};
     *item = pool_unit_owner(j->first, j->n, *g);
-    return kern_i8_row_ptr(j->it[*item].w, (*g - j->first[*item]) * j->chunk[*item]);
+    return (kern_i8_next){j->it[*item].w, (*g - j->first[*item]) * j->chunk[*item]};
 }
 
-static void i8_chunk(i8_job *j, int i, int c, void **buf, const void *after) {
+static void i8_chunk(i8_job *j, int i, int c, void **buf, kern_i8_next after) {
     const linear_item *it = &j->it[i];
     int K = it->w->cols, rows = it->w->rows;
     int lo = c * j->chunk[i], hi = c == i8_nchunks(rows, j->chunk[i]) - 1 ? rows : lo + j->chunk[i];
@@ -484,7 +484,7 @@ static void i8_worker(void *arg, int tid, int nth) {
     i8_claim(j, &g, &i);
     while (g < j->nchunks) {
         int gn = -1, in = 0;
-        const void *after = NULL;
+        kern_i8_next after = {NULL, 0};
         if (atomic_load(&j->next) + nth <= j->nchunks) after = i8_claim(j, &gn, &in);
         i8_chunk(j, i, g - j->first[i], &buf, after);
         if (gn < 0) i8_claim(j, &gn, &in);
