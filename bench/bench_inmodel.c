@@ -21,6 +21,7 @@
  */
 #include "dsv4.h"
 #include "model/model.h"
+#include "num/kernels.h"
 #include "num/linear.h"
 #include "num/pool.h"
 #include <stdio.h>
@@ -28,9 +29,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 static double now(void) {
     struct timespec t;
@@ -42,34 +40,11 @@ static double now(void) {
 static char *probe_buf;
 static volatile unsigned long long probe_sink;
 
-/* Each thread sums its half, 16 KiB of prefetch ahead, as
- * kern_probe_bandwidth does (num/kernels_probe.c). */
-#if defined(__x86_64__)
-__attribute__((target("avx512f")))
-#endif
+/* Each thread sums its half with the probe's own loop. */
 static void probe_worker(void *arg, int tid, int nth) {
     (void)arg;
     size_t h = PROBE_BYTES / (size_t)nth;
-    const char *p = probe_buf + (size_t)tid * h;
-    unsigned long long s = 0;
-#if defined(__x86_64__)
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i + 256 <= h; i += 256) {
-        const char *pf = p + i + 16384;
-        _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);
-        _mm_prefetch(pf + 128, _MM_HINT_T0); _mm_prefetch(pf + 192, _MM_HINT_T0);
-        a0 = _mm512_add_epi64(a0, _mm512_loadu_si512((const void *)(p + i)));
-        a1 = _mm512_add_epi64(a1, _mm512_loadu_si512((const void *)(p + i + 64)));
-        a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 128)));
-        a3 = _mm512_add_epi64(a3, _mm512_loadu_si512((const void *)(p + i + 192)));
-    }
-    unsigned long long t[8];
-    _mm512_storeu_si512((void *)t, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-    for (int k = 0; k < 8; k++) s += t[k];
-#else
-    for (size_t i = 0; i < h; i += 8) s += *(const unsigned long long *)(p + i);
-#endif
-    probe_sink += s;
+    probe_sink += kern_probe_read((const uint64_t *)(probe_buf + (size_t)tid * h), h / 8);
 }
 
 static void fill_worker(void *arg, int tid, int nth) {

@@ -167,6 +167,9 @@ extern int kern_batch_invariant;
 /* Read bandwidth in GB/s: nthreads sum a buffer of `bytes` bytes `reps`
  * times (best pass).  pool NULL: the calling thread alone. */
 double kern_probe_bandwidth(dsv4_pool *pool, size_t bytes, int reps);
+/* The probe's read loop on one thread: the sum of buf's n 64-bit words
+ * (for benchmarks that pair their own timings with probes). */
+uint64_t kern_probe_read(const uint64_t *buf, size_t n);
 /* Round trip in ns of a cache line between pool threads 0 and 1 (median
  * of several batches of ping-pongs); 0 with fewer than 2 threads. */
 double kern_probe_core_round_trip(dsv4_pool *pool);

@@ -90,18 +90,19 @@ static uint64_t sum_c(const uint64_t *p, size_t n) {
     return s;
 }
 
+uint64_t kern_probe_read(const uint64_t *buf, size_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    cpu_isa_level l = cpu_isa();
+    if (l >= ISA_AVX512) return sum_avx512(buf, n);
+    if (l >= ISA_AVX2) return sum_avx2(buf, n);
+#endif
+    return sum_c(buf, n);
+}
+
 static void bw_worker(void *arg, int tid, int nth) {
     bw_job *j = arg;
     size_t q = j->n / (size_t)nth, lo = q * (size_t)tid, hi = tid == nth - 1 ? j->n : lo + q;
-    uint64_t s;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    cpu_isa_level l = cpu_isa();
-    if (l >= ISA_AVX512) s = sum_avx512(j->buf + lo, hi - lo);
-    else if (l >= ISA_AVX2) s = sum_avx2(j->buf + lo, hi - lo);
-    else s = sum_c(j->buf + lo, hi - lo);
-#else
-    s = sum_c(j->buf + lo, hi - lo);
-#endif
+    uint64_t s = kern_probe_read(j->buf + lo, hi - lo);
     if (tid < 256) j->sums[tid] = s;
 }
 
