@@ -32,6 +32,9 @@ t "bandwidth_gbs is the higher of the two probes" 'j "$tmp/b.json" "b.bandwidth_
 # where the threads sit: one thread's bandwidth and the round trip between
 # threads 0 and 1 before and after the decode points (0 if a probe timed out)
 t "one-thread bandwidth" 'j "$tmp/b.json" "b.bandwidth_1thread_gbs > 0"'
+t "attempts: 1 to 3 (the decode points again while the probes disagree)" 'j "$tmp/b.json" "Number.isInteger(b.attempts) && b.attempts >= 1 && b.attempts <= 3"'
+DSV4_BENCH_AGREE=0 "$DSV4" bench -m $M --threads 2 --ctx 0 --prompt 0 --gen 2 --bw-mb 16 --json >"$tmp/b3.json" 2>"$tmp/err3"
+t "probes that never agree: the decode points measured 3 times, each retry said" 'j "$tmp/b3.json" "b.attempts == 3 && b.decode.length == 1 && b.decode[0].tok_s > 0" && [ "$(grep -c "measuring the decode points again" "$tmp/err3")" = 2 ]'
 t "core round trips" 'j "$tmp/b.json" "b.core_round_trip_ns.length == 2 && b.core_round_trip_ns.every(x => x >= 0 && x < 1e7)"'
 t "decode ctx values" 'j "$tmp/b.json" "b.decode.map(d => d.ctx).join() == \"0,64,120\""'
 t "decode fields" 'j "$tmp/b.json" "b.decode.every(d => d.tok_s > 0 && d.bytes_per_token > 0 && d.roofline_fraction > 0 && typeof d.layer_ms == \"number\" && d.head_ms > 0)"'
