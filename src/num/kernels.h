@@ -67,11 +67,14 @@ typedef struct {
                       float *const *c, int ntok, int kc);
     void (*fused_bf16)(const dsv4_weight *w, int r0, int nrow, const uint16_t *const *x,
                        float *const *c, int ntok, int kc);
-    /* Rows the fused kernels take per call (nrow <= fused_rm; 0: rm): also
-     * the row granularity of the few-token jobs' chunks.  How many of them
-     * a kernel reads in lockstep is its own choice; per (row, token) the
-     * arithmetic is unchanged. */
+    /* Rows the fused kernels take per call (nrow <= fused_rm; 0: rm).  How
+     * many of them a kernel reads in lockstep is its own choice; per (row,
+     * token) the arithmetic is unchanged. */
     int fused_rm;
+    /* The row granularity of the few-token jobs' chunks (0: fused_rm): a
+     * multiple of every row group a fused kernel reads in lockstep (FP8's
+     * table path needs its groups inside one 128-row scale block). */
+    int fused_align;
     /* Lightning-indexer scores of one query row (FAST mode): for keys
      * j < nb, s[j] = sum over heads h in order of relu(q_h . k_j) * wh[h],
      * each dot one FP32 chain of vdpbf16ps over the d/2 dimension pairs in

@@ -604,7 +604,7 @@ INL void prefetch_step(const char *p, int n, int l1) {
  * an iteration feeds partials 0-1 or 2-3.  Rows past nrow repeat row r0
  * (their sums are dropped).  FP8: the table path needs the rows to share
  * their 128-row scale block (groups start at multiples of NR, as the
- * driver's chunks are multiples of FUSED_RM); otherwise the FP32 route.
+ * driver's chunks are multiples of fused_align, 4); otherwise the FP32 route.
  *
  * NR = 1 reads one row after another: the weights then stream as one
  * sequential run per thread, which the hardware prefetchers follow at
@@ -847,6 +847,7 @@ const kern_set kern_avx512 = {
     .fused_f32 = v512_fused_f32,
     .fused_bf16 = v512_fused_bf16,
     .fused_rm = FUSED_RM,
+    .fused_align = 4,   /* row groups of 1, 2 or 4 */
     .index_scores = v512_index_scores,
 };
 #else

@@ -316,12 +316,16 @@ static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, 
     j->kc = bf16 ? KC_BF16 : KC_F32;
     /* guided chunks (pool_split), in whole row groups of the kernel, the
      * smallest of 128 Ki weights, or fewer for a product too small to give
-     * each thread two such chunks (but at least 16 rows or 32 Ki weights) */
+     * each thread two such chunks (but at least 16 rows or 32 Ki weights,
+     * and no more than an even share: mHC's 24 x 16384 FP32 product went
+     * as 16 + 8 rows) */
+    int rq = ks->fused_f32 ? (ks->fused_align ? ks->fused_align : ks->fused_rm ? ks->fused_rm : ks->rm) : ks->rm;
     int floor_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
     int min_rows = 131072 / w->cols;
     if (min_rows > w->rows / (2 * nth)) min_rows = w->rows / (2 * nth);
     if (min_rows < floor_rows) min_rows = floor_rows;
-    int rq = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
+    int share = ((w->rows + nth - 1) / nth + rq - 1) / rq * rq;
+    if (min_rows > share) min_rows = share;
     pool_split_init(&j->split, w->rows, nth, rq, min_rows);
     atomic_init(&j->next, 0);
 }
