@@ -182,10 +182,41 @@ TEST(vec_swiglu_matches_definition) {
     cpu_set_isa(cpu_best_isa());
 }
 
+/* mHC's post-mix: the scalar expression per element (old rows read
+ * before any is written), bit for bit on every ISA, for stream counts 1-16
+ * and column counts with every tail. */
+TEST(vec_hc_post_is_the_loop) {
+    enum { HC = 16, D = 70 };
+    static float h[HC * D], h0[HC * D], want[HC * D], f[D], post[HC], comb[HC * HC];
+    for (int lvl = (int)cpu_best_isa(); lvl >= 0; lvl--) {
+        cpu_set_isa((cpu_isa_level)lvl);
+        for (int rep = 0; rep < 12; rep++) {
+            int hc = rep % 3 == 0 ? 4 : rep % 3 == 1 ? 1 + (int)(rnd32() % 16) : 16;
+            int d = 1 + (int)(rnd32() % D);
+            for (int i = 0; i < hc * d; i++) h[i] = h0[i] = 4.0f * rndf();
+            for (int i = 0; i < d; i++) f[i] = rndf();
+            for (int i = 0; i < hc; i++) post[i] = rndf();
+            for (int i = 0; i < hc * hc; i++) comb[i] = rndf();
+            for (int k = 0; k < hc; k++)
+                for (int c = 0; c < d; c++) {
+                    float sum = 0.0f;
+                    for (int i = 0; i < hc; i++) { float p = comb[i * hc + k] * h0[i * d + c]; sum += p; }
+                    float pf = post[k] * f[c];
+                    want[k * d + c] = pf + sum;
+                }
+            vec_hc_post(h, f, post, comb, hc, d);
+            CHECK(!memcmp(h, want, (size_t)hc * d * sizeof(float)), "%s: vec_hc_post == the loop bit for bit (hc %d, D %d)",
+                  cpu_isa_name(cpu_isa()), hc, d);
+        }
+    }
+    cpu_set_isa(cpu_best_isa());
+}
+
 int main(void) {
     RUN(topk_order);
     RUN(vec_multi_equals_single);
     RUN(vec_f32_to_bf16_is_f32_to_bf16);
     RUN(vec_swiglu_matches_definition);
+    RUN(vec_hc_post_is_the_loop);
     return check_summary();
 }

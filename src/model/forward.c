@@ -285,6 +285,10 @@ static void hc_post_rows(void *ctx, int lo, int hi) {
     for (int t = lo; t < hi; t++) {
         float *h = j->H + (size_t)t * hc * D;
         const float *pt = j->post + (size_t)t * hc, *ct = j->comb + (size_t)t * hc * hc, *ft = j->f + (size_t)t * D;
+        if (!j->ex) {   /* no rounding between the steps: vectorised, the same bits */
+            vec_hc_post(h, ft, pt, ct, hc, D);
+            continue;
+        }
         for (int d0 = 0; d0 < D; d0 += HC_BLOCK) {
             int nb = D - d0 < HC_BLOCK ? D - d0 : HC_BLOCK;
             float old[HC_MAX][HC_BLOCK];

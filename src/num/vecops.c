@@ -29,6 +29,21 @@ static void swiglu_c(float *g, const float *u, int n, float lim, float w) {
         g[i] = w * (gv / (1.0f + expf(-gv)) * uv);
     }
 }
+static void hc_post_c(float *h, const float *f, const float *post, const float *comb, int hc, int D) {
+    enum { B = 16 };
+    for (int d0 = 0; d0 < D; d0 += B) {
+        int nb = D - d0 < B ? D - d0 : B;
+        float old[16][B];
+        for (int i = 0; i < hc; i++)
+            for (int b = 0; b < nb; b++) old[i][b] = h[(size_t)i * D + d0 + b];
+        for (int k = 0; k < hc; k++)
+            for (int b = 0; b < nb; b++) {
+                float sum = 0.0f;
+                for (int i = 0; i < hc; i++) sum += comb[i * hc + k] * old[i][b];
+                h[(size_t)k * D + d0 + b] = post[k] * f[d0 + b] + sum;
+            }
+    }
+}
 static void f32_to_bf16_c(const float *x, uint16_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
 }
@@ -171,6 +186,24 @@ __attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const flo
         _mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(vw, _mm512_mul_ps(s, uv)));
     }
 }
+/* hc_post_c 16 columns at a time: the old rows of a block are loaded
+ * before any new one is stored; _mm512_mul_ps then _mm512_add_ps, as the
+ * scalar expression rounds. */
+__attribute__((target("avx512f"))) static void hc_post_avx512(float *h, const float *f, const float *post,
+                                                                const float *comb, int hc, int D) {
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        __mmask16 m = D - d0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (D - d0)) - 1);
+        __m512 old[16];
+        for (int i = 0; i < hc; i++) old[i] = _mm512_maskz_loadu_ps(m, h + (size_t)i * D + d0);
+        __m512 fv = _mm512_maskz_loadu_ps(m, f + d0);
+        for (int k = 0; k < hc; k++) {
+            __m512 sum = _mm512_setzero_ps();
+            for (int i = 0; i < hc; i++)
+                sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_set1_ps(comb[i * hc + k]), old[i]));
+            _mm512_mask_storeu_ps(h + (size_t)k * D + d0, m, _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(post[k]), fv), sum));
+        }
+    }
+}
 /* f32_to_bf16 on 16 lanes: u + 0x7fff + ((u >> 16) & 1), NaNs | 0x40. */
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void f32_to_bf16_avx512(const float *x, uint16_t *out, size_t n) {
     const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
@@ -255,4 +288,11 @@ void vec_f32_to_bf16(const float *x, uint16_t *out, size_t n) {
     if (cpu_isa() == ISA_AVX512) { f32_to_bf16_avx512(x, out, n); return; }
 #endif
     f32_to_bf16_c(x, out, n);
+}
+
+void vec_hc_post(float *h, const float *f, const float *post, const float *comb, int hc, int D) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { hc_post_avx512(h, f, post, comb, hc, D); return; }
+#endif
+    hc_post_c(h, f, post, comb, hc, D);
 }

@@ -30,6 +30,12 @@ void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float
  * length and position, so results do not depend on the batch); the other
  * paths call expf. */
 void vec_swiglu(float *g, const float *u, int n, float lim, float w);
+/* mHC's post-mix of one token, in place: for each column d and stream k,
+ * h[k][d] = post[k] * f[d] + (sum over i in order of comb[i][k] * old
+ * h[i][d]), every product and sum rounded to FP32 as written (no fused
+ * multiply-add), so every path gives the scalar loop's bits.  h: hc rows
+ * of D (hc <= 16). */
+void vec_hc_post(float *h, const float *f, const float *post, const float *comb, int hc, int D);
 /* out[i] = f32_to_bf16(x[i]) (numfmt.h: round to nearest even, NaN kept
  * quiet), bit for bit, n at a time. */
 void vec_f32_to_bf16(const float *x, uint16_t *out, size_t n);
