@@ -156,7 +156,7 @@ TEST(vec_swiglu_matches_definition) {
                 g[i] = g0[i] = rep < 4 ? -100.0f + 200.0f * (float)i / (float)(n - 1) : 12.0f * rndf();
                 u[i] = 3.0f * rndf();
             }
-            vec_swiglu(g, u, n, lim, w);
+            vec_swiglu(g, u, n, lim, w, 1);
             for (int i = 0; i < n && bad < 0; i++) {
                 float want = swiglu_def(g0[i], u[i], lim, w);
                 if (!(fabsf(g[i] - want) <= 2e-6f * fabsf(want) + 1e-30f)) bad = i;
@@ -172,7 +172,7 @@ TEST(vec_swiglu_matches_definition) {
             for (int p = 0; p < n; p++) {
                 for (int i = 0; i < n; i++) { g[i] = 0.5f * (float)i - 3.0f; u[i] = 1.0f; }
                 g[p] = 1.7f; u[p] = -2.3f;
-                vec_swiglu(g, u, n, 0.0f, 1.0f);
+                vec_swiglu(g, u, n, 0.0f, 1.0f, 1);
                 if (n == 1) ref = g[0];
                 same &= !memcmp(&g[p], &ref, 4);
             }

@@ -303,9 +303,8 @@ int cmd_bench(int argc, char **argv) {
     if (rt1 > 0 && rt2 > 0 && (rt1 > RT_SEPARATE_NS) != (rt2 > RT_SEPARATE_NS))
         fprintf(stderr, "warning: the threads moved between L3 domains during the run (round trip %.0f then %.0f ns)\n",
                 rt1, rt2);
-    fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2,
-            bw2 > bw1 ? bw2 : bw1);
     bw = fmax(bw1, bw2);
+    fprintf(stderr, "bandwidth   %.2f GB/s after the decode points; roofline: the higher, %.2f GB/s\n", bw2, bw);
     if (fabs(bw2 - bw1) > agree * bw)
         fprintf(stderr, "warning: the two bandwidth probes differ by %.0f%% after %d attempts; the decode ratios are "
                         "against the higher one\n", 100.0 * fabs(bw2 - bw1) / bw, attempts);

@@ -272,37 +272,18 @@ typedef struct {
     int ex;
 } hc_post_job;
 
-/* In place, 16 columns at a time: the block's old H rows are read before
- * any of its new ones are written (no copy of H).  Per element the same
- * operations in the same order as the plain loop (s = sum over i in order
- * of comb * old, then post * f + s), so gcc's vectorisation of the
- * 16-wide loops does not change a bit. */
-#define HC_BLOCK 16
-#define HC_MAX 16   /* config.c caps hc_mult at 16 */
+/* In place (vec_hc_post reads a block's old rows before it writes any),
+ * then EXACT mode's rounding of the new rows, which nothing reads before
+ * it: the bits of rounding each element as it is computed.  config.c caps
+ * hc_mult at 16, vec_hc_post's limit. */
 static void hc_post_rows(void *ctx, int lo, int hi) {
     hc_post_job *j = ctx;
     int hc = j->c->hc_mult, D = j->c->dim;
     for (int t = lo; t < hi; t++) {
         float *h = j->H + (size_t)t * hc * D;
         const float *pt = j->post + (size_t)t * hc, *ct = j->comb + (size_t)t * hc * hc, *ft = j->f + (size_t)t * D;
-        if (!j->ex) {   /* no rounding between the steps: vectorised, the same bits */
-            vec_hc_post(h, ft, pt, ct, hc, D);
-            continue;
-        }
-        for (int d0 = 0; d0 < D; d0 += HC_BLOCK) {
-            int nb = D - d0 < HC_BLOCK ? D - d0 : HC_BLOCK;
-            float old[HC_MAX][HC_BLOCK];
-            for (int i = 0; i < hc; i++)
-                for (int b = 0; b < nb; b++) old[i][b] = h[(size_t)i * D + d0 + b];
-            for (int k = 0; k < hc; k++) {
-                float s[HC_BLOCK] = {0};
-                for (int i = 0; i < hc; i++) {
-                    float c = ct[i * hc + k];
-                    for (int b = 0; b < nb; b++) s[b] += c * old[i][b];
-                }
-                for (int b = 0; b < nb; b++) h[(size_t)k * D + d0 + b] = rnd(j->ex, pt[k] * ft[d0 + b] + s[b]);
-            }
-        }
+        vec_hc_post(h, ft, pt, ct, hc, D);
+        rnd_vec(j->ex, h, (size_t)hc * D);
     }
 }
 
@@ -328,22 +309,13 @@ static void swiglu_range(void *ctx, int lo, int hi) {
     swiglu_job *j = ctx;
     int I = j->I;
     float lim = j->lim;
-    if (j->fast) {   /* FAST mode: vectorised, its own exp (num/vecops.c) */
-        for (int t = lo; t < hi; t++)
-            vec_swiglu(j->g + (size_t)t * I, j->u + (size_t)t * I, I, lim, j->weights ? j->weights[t] : 1.0f);
-        return;
+    for (int t = lo; t < hi; t++) {
+        float *g = j->g + (size_t)t * I;
+        /* FAST mode: vectorised with its own exp (num/vecops.c); the
+         * routing weight 1.0f for the shared expert multiplies exactly */
+        vec_swiglu(g, j->u + (size_t)t * I, I, lim, j->weights ? j->weights[t] : 1.0f, j->fast);
+        rnd_vec(j->ex, g, (size_t)I);
     }
-    for (int t = lo; t < hi; t++)
-        for (int i = 0; i < I; i++) {
-            float gv = j->g[(size_t)t * I + i], uv = j->u[(size_t)t * I + i];
-            if (lim > 0) {
-                uv = fminf(fmaxf(uv, -lim), lim);
-                gv = fminf(gv, lim);
-            }
-            float h = gv / (1.0f + expf(-gv)) * uv;
-            if (j->weights) h = j->weights[t] * h;
-            j->g[(size_t)t * I + i] = rnd(j->ex, h);
-        }
 }
 
 static void swiglu_rows(dsv4_model *m, float *g, const float *u, int n, const float *weights) {

@@ -246,12 +246,15 @@ typedef struct {
     POOL_COUNTER(next);
 } small_job;
 
+/* Rows per fused-kernel call (kern_set.fused_rm, 0: rm). */
+static int fused_rows(const kern_set *ks) { return ks->fused_rm ? ks->fused_rm : ks->rm; }
+
 static void small_rows(small_job *j, int r0, int r1, void *buf) {
     const kern_set *ks = j->ks;
     int K = j->w->cols, rows = j->w->rows;
     const void *xp[8];
     float *cp[8];
-    int rstep = ks->fused_f32 && ks->fused_rm ? ks->fused_rm : ks->rm;
+    int rstep = ks->fused_f32 ? fused_rows(ks) : ks->rm;
     for (int r = r0; r < r1; r += rstep) {
         int nrow = r1 - r < rstep ? r1 - r : rstep;
         int tg = ks->fused_f32 ? 4 : ks->tm;
@@ -319,7 +322,7 @@ static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, 
      * each thread two such chunks (but at least 16 rows or 32 Ki weights,
      * and no more than an even share: mHC's 24 x 16384 FP32 product went
      * as 16 + 8 rows) */
-    int rq = ks->fused_f32 ? (ks->fused_align ? ks->fused_align : ks->fused_rm ? ks->fused_rm : ks->rm) : ks->rm;
+    int rq = ks->fused_f32 ? (ks->fused_align ? ks->fused_align : fused_rows(ks)) : ks->rm;
     int floor_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
     int min_rows = 131072 / w->cols;
     if (min_rows > w->rows / (2 * nth)) min_rows = w->rows / (2 * nth);

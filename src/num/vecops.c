@@ -276,9 +276,11 @@ void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float
         }
 }
 
-void vec_swiglu(float *g, const float *u, int n, float lim, float w) {
+void vec_swiglu(float *g, const float *u, int n, float lim, float w, int own_exp) {
 #if defined(__x86_64__)
-    if (cpu_isa() == ISA_AVX512) { swiglu_avx512(g, u, n, lim, w); return; }
+    if (own_exp && cpu_isa() == ISA_AVX512) { swiglu_avx512(g, u, n, lim, w); return; }
+#else
+    (void)own_exp;
 #endif
     swiglu_c(g, u, n, lim, w);
 }

@@ -23,13 +23,13 @@ void vec_axpy4(float *const y[4], const float a[4], const float *x, int n);
  * indexer's ReLU-weighted head sum. */
 void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float *a, int n);
 
-/* FAST mode's SwiGLU over one row: g[i] = w * (silu(g') * u') with
- * g' = min(g, lim), u' = clamp(u, -lim, lim) (no clamping when lim <= 0),
- * silu(x) = x / (1 + exp(-x)).  The AVX-512 path evaluates exp with its
+/* SwiGLU over one row: g[i] = w * (silu(g') * u') with g' = min(g, lim),
+ * u' = clamp(u, -lim, lim) (no clamping when lim <= 0), silu(x) = x / (1 +
+ * exp(-x)).  own_exp (FAST mode): the AVX-512 path evaluates exp with its
  * own polynomial (within 2 ulp of expf; the same function for every row
- * length and position, so results do not depend on the batch); the other
- * paths call expf. */
-void vec_swiglu(float *g, const float *u, int n, float lim, float w);
+ * length and position, so results do not depend on the batch); otherwise,
+ * and on the other paths, libm's expf as the reference computes it. */
+void vec_swiglu(float *g, const float *u, int n, float lim, float w, int own_exp);
 /* mHC's post-mix of one token, in place: for each column d and stream k,
  * h[k][d] = post[k] * f[d] + (sum over i in order of comb[i][k] * old
  * h[i][d]), every product and sum rounded to FP32 as written (no fused
