@@ -17,7 +17,9 @@
 #include "num/numfmt.h"
 #include "num/pool.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -481,38 +483,85 @@ TEST(index_scores) {
     free(keys); free(pan); free(s); free(s2);
 }
 
-/* pool_split: the chunks tile [0, n) in order, edges on align, none
- * smaller than min_size but the last, shrinking (but for rounding) from about
- * n / (2 threads) down to min_size. */
-TEST(pool_split_guided) {
-    static const int ns[] = {0, 1, 7, 64, 100, 512, 1000, 4096, 32768, 129280, 1 << 24};
-    static const int nths[] = {1, 2, 3, 64};
+/* pool_deal: the runs tile [0, n) in thread order, each within one unit's
+ * weight of an even share; taken concurrently (a real pool, threads
+ * stealing), every unit goes out exactly once, and one thread alone takes
+ * everything, its own run first and in order. */
+typedef struct {
+    pool_deal *d;
+    atomic_int *seen;
+    atomic_int order_ok;
+    int slow_tid;
+} deal_run_job;
+
+static void deal_worker(void *arg, int tid, int nth) {
+    (void)nth;
+    deal_run_job *j = arg;
+    int own_next = pool_deal_start(j->d, tid % j->d->nth), own_end = tid % j->d->nth + 1 < j->d->nth ?
+                   pool_deal_start(j->d, tid % j->d->nth + 1) : j->d->n;
+    for (int u; (u = pool_deal_take(j->d, tid)) >= 0;) {
+        if (u < 0 || u >= j->d->n) { atomic_store(&j->order_ok, 0); break; }
+        atomic_fetch_add(&j->seen[u], 1);
+        /* own units come in order, others' from the back */
+        if (u >= own_next && u < own_end) {
+            if (u != own_next) atomic_store(&j->order_ok, 0);
+            own_next = u + 1;
+        }
+        if (tid == j->slow_tid)
+            for (volatile int k = 0; k < 2000; k++) {}
+    }
+}
+
+TEST(pool_deal_runs) {
+    static const int ns[] = {0, 1, 2, 7, 64, 100, 1000, 4040};
+    static const int nths[] = {1, 2, 3, 8};
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
         for (size_t b = 0; b < sizeof nths / sizeof nths[0]; b++) {
-            int n = ns[a], nth = nths[b], align = 8, min = 20;   /* min rounds up to 24 */
-            pool_split s;
-            pool_split_init(&s, n, nth, align, min);
-            int at = 0, ok = 1, prev = n + 1;
-            for (int k = 0; k < s.nchunks; k++) {
-                int lo, hi;
-                pool_split_chunk(&s, k, &lo, &hi);
-                int last = k == s.nchunks - 1;
-                if (lo != at || hi < lo || (hi == lo && n > 0)) ok = 0;
-                if (!last && (hi % align || hi - lo < 24 || hi - lo > prev + align)) ok = 0;
-                prev = hi - lo;
-                at = hi;
+            int n = ns[a], nth = nths[b];
+            double *wt = malloc((size_t)(n ? n : 1) * sizeof(double)), total = 0, wmax = 0;
+            for (int i = 0; i < n; i++) { wt[i] = 1 + (i * 7919) % 13; total += wt[i]; if (wt[i] > wmax) wmax = wt[i]; }
+            pool_deal d;
+            CHECK(pool_deal_init(&d, n, nth, wt) == 0, "init n=%d threads=%d", n, nth);
+            int ok = pool_deal_start(&d, 0) == 0;
+            for (int t = 0; t < nth; t++) {
+                int lo = pool_deal_start(&d, t), hi = t + 1 < nth ? pool_deal_start(&d, t + 1) : n;
+                double w = 0;
+                for (int i = lo; i < hi; i++) w += wt[i];
+                if (hi < lo || w > total / nth + wmax || w < total / nth - wmax) ok = 0;
             }
-            CHECK(ok && at == n, "split n=%d threads=%d: %d chunks tile [0, n) in order", n, nth, s.nchunks);
-            if (n >= 100000) {
-                int lo, hi;
-                pool_split_chunk(&s, 0, &lo, &hi);
-                double want = (double)n / (2 * nth);
-                CHECK(hi - lo <= want + align && hi - lo >= want - 2 * align,
-                      "split n=%d threads=%d: first chunk %d, about n/(2 threads) = %.0f", n, nth, hi - lo, want);
-                CHECK(s.nchunks < 2 * nth * 40, "split n=%d threads=%d: %d chunks, not a flood of small ones",
-                      n, nth, s.nchunks);
+            CHECK(ok, "n=%d threads=%d: runs in order, each within a unit of an even share", n, nth);
+            /* one thread alone takes every unit once, its own run first in order */
+            int bad = 0, own_end = nth > 1 ? pool_deal_start(&d, 1) : n;
+            char *got = calloc((size_t)(n ? n : 1), 1);
+            for (int k = 0, u; (u = pool_deal_take(&d, 0)) >= 0; k++) {
+                if (u >= n || got[u]++ || (k < own_end && u != k)) bad++;
             }
+            for (int i = 0; i < n; i++) bad += !got[i];
+            CHECK(bad == 0, "n=%d threads=%d: one thread takes every unit once (%d wrong)", n, nth, bad);
+            CHECK(pool_deal_own(&d, 0) == -1 && pool_deal_take(&d, nth - 1) == -1, "n=%d threads=%d: nothing left", n, nth);
+            free(got);
+            pool_deal_free(&d);
+            free(wt);
         }
+    /* concurrent: real threads, one of them slow so that the others steal */
+    for (int nth = 2; nth <= 4; nth++) {
+        dsv4_pool *pool = pool_new(nth);
+        for (int rep = 0; rep < 20; rep++) {
+            int n = 37 + 101 * rep;
+            pool_deal d;
+            pool_deal_init(&d, n, nth, NULL);
+            deal_run_job j = {.d = &d, .seen = calloc((size_t)n, sizeof(atomic_int)), .slow_tid = rep % nth};
+            atomic_init(&j.order_ok, 1);
+            pool_run(pool, deal_worker, &j);
+            int bad = 0;
+            for (int i = 0; i < n; i++) bad += atomic_load(&j.seen[i]) != 1;
+            CHECK(bad == 0 && atomic_load(&j.order_ok), "threads=%d n=%d: %d units not taken exactly once (own runs in order: %d)",
+                  nth, n, bad, atomic_load(&j.order_ok));
+            free(j.seen);
+            pool_deal_free(&d);
+        }
+        pool_free(pool);
+    }
 }
 
 /* kern_phase_permute: step j of an n-step slice lands at
@@ -547,7 +596,7 @@ int main(void) {
     RUN(kernels_avx512);
     RUN(dispatch);
     RUN(int8_activations);
-    RUN(pool_split_guided);
+    RUN(pool_deal_runs);
     RUN(multi_matches_single);
     RUN(index_scores);
     RUN(phase_permute);

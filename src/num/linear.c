@@ -21,8 +21,8 @@
  * Threads: GEMV splits rows evenly over the pool; GEMM hands out blocks of
  * rows from an atomic counter, each worker dequantising a block x K-slice
  * once into its own buffer and reusing it for every token; the few-token
- * fused products hand out guided chunks (pool_split) and the int8 ones
- * chunks of 16-128 rows.  linear_multi() runs independent products in one
+ * fused products and the int8 ones deal their row chunks out as one run
+ * per thread (pool_deal: no shared counter; the runs' ends are stolen).  linear_multi() runs independent products in one
  * job (int8 and fused ones together), so that a layer's small products do
  * not each pay a wake-up, a barrier and a ramp of the memory stream.
  */
@@ -241,9 +241,9 @@ typedef struct {
     const float *x;
     const uint16_t *xb;
     int T, bf16, kc;
-    pool_split split;   /* row chunks */
+    int chunk_rows, nchunks;   /* chunk c: rows [c chunk_rows, (c+1) chunk_rows), the last shorter */
+    pool_deal deal;            /* run_small's own (linear_multi deals its jobs' chunks together) */
     float *y;
-    POOL_COUNTER(next);
 } small_job;
 
 /* Rows per fused-kernel call (kern_set.fused_rm, 0: rm). */
@@ -288,18 +288,22 @@ static void small_rows(small_job *j, int r0, int r1, void *buf) {
     }
 }
 
+/* Rows [*lo, *hi) of chunk c. */
+static void small_chunk(const small_job *j, int c, int *lo, int *hi) {
+    *lo = c * j->chunk_rows;
+    *hi = *lo + j->chunk_rows < j->w->rows ? *lo + j->chunk_rows : j->w->rows;
+}
+
 static void small_worker(void *arg, int tid, int nth) {
-    (void)tid; (void)nth;
+    (void)nth;
     small_job *j = arg;
     void *buf = NULL;
     if (!j->ks->fused_f32) {
         buf = malloc((size_t)j->ks->rm * j->kc * 4);
         if (!buf) abort();
     }
-    for (;;) {
-        int c = atomic_fetch_add(&j->next, 1), lo, hi;
-        if (c >= j->split.nchunks) break;
-        pool_split_chunk(&j->split, c, &lo, &hi);
+    for (int c, lo, hi; (c = pool_deal_take(&j->deal, tid)) >= 0;) {
+        small_chunk(j, c, &lo, &hi);
         small_rows(j, lo, hi, buf);
     }
     free(buf);
@@ -317,53 +321,65 @@ static void small_setup(small_job *j, const kern_set *ks, const dsv4_weight *w, 
         j->xb = xb;
     }
     j->kc = bf16 ? KC_BF16 : KC_F32;
-    /* guided chunks (pool_split), in whole row groups of the kernel, the
-     * smallest of 128 Ki weights, or fewer for a product too small to give
-     * each thread two such chunks (but at least 16 rows or 32 Ki weights,
-     * and no more than an even share: mHC's 24 x 16384 FP32 product went
-     * as 16 + 8 rows) */
+    /* chunks of whole row groups of the kernel, 128 Ki weights (at least
+     * 16 rows or 32 Ki weights), or an even share for a product too small
+     * to give each thread one such chunk (mHC's 24 x 16384 FP32 product:
+     * 12 + 12 rows) */
     int rq = ks->fused_f32 ? (ks->fused_align ? ks->fused_align : fused_rows(ks)) : ks->rm;
     int floor_rows = 32768 / w->cols > 16 ? 32768 / w->cols : 16;
-    int min_rows = 131072 / w->cols;
-    if (min_rows > w->rows / (2 * nth)) min_rows = w->rows / (2 * nth);
-    if (min_rows < floor_rows) min_rows = floor_rows;
-    int share = ((w->rows + nth - 1) / nth + rq - 1) / rq * rq;
-    if (min_rows > share) min_rows = share;
-    pool_split_init(&j->split, w->rows, nth, rq, min_rows);
-    atomic_init(&j->next, 0);
+    int rows = 131072 / w->cols > floor_rows ? 131072 / w->cols : floor_rows;
+    if (rows > w->rows / nth) rows = w->rows / nth;
+    rows = rows / rq * rq;
+    j->chunk_rows = rows > rq ? rows : rq;
+    j->nchunks = (w->rows + j->chunk_rows - 1) / j->chunk_rows;
+}
+
+/* Bytes x tokens of chunk c: the weight of its deal. */
+static double small_chunk_weight(const small_job *j, int c) {
+    int lo, hi;
+    small_chunk(j, c, &lo, &hi);
+    return (double)weight_bytes(j->w) / j->w->rows * (hi - lo) * j->T;
+}
+
+static void small_deal(small_job *j, int nth) {
+    double *wt = malloc((size_t)j->nchunks * sizeof(double));
+    if (!wt) abort();
+    for (int c = 0; c < j->nchunks; c++) wt[c] = small_chunk_weight(j, c);
+    if (pool_deal_init(&j->deal, j->nchunks, nth, wt)) abort();
+    free(wt);
 }
 
 static void run_small(const kern_set *ks, const dsv4_weight *w, const float *x, int T, float *y,
                       int bf16, dsv4_pool *pool) {
     small_job j;
     small_setup(&j, ks, w, x, T, y, bf16, pool_size(pool));
-    if ((size_t)w->rows * w->cols * T < 65536 || !pool || j.split.nchunks == 1) small_worker(&j, 0, 1);
-    else pool_run(pool, small_worker, &j);
+    int par = (size_t)w->rows * w->cols * T >= 65536 && pool && j.nchunks > 1;
+    small_deal(&j, par ? pool_size(pool) : 1);
+    if (par) pool_run(pool, small_worker, &j);
+    else small_worker(&j, 0, 1);
+    pool_deal_free(&j.deal);
     free((void *)j.xb);
 }
 
 /* Several few-token products in one pool job (linear_multi). */
 typedef struct {
     small_job *jobs;
-    int n, *first, nchunks;
-    POOL_COUNTER(next);
+    int n, *first, nchunks;   /* chunks numbered across the jobs: job i from first[i] */
+    pool_deal deal;
 } small_multi_job;
 
 static void small_multi_worker(void *arg, int tid, int nth) {
-    (void)tid; (void)nth;
+    (void)nth;
     small_multi_job *mj = arg;
     void *buf = NULL;
     if (!mj->jobs[0].ks->fused_f32) {
         buf = malloc((size_t)mj->jobs[0].ks->rm * KC_BF16 * 4);
         if (!buf) abort();
     }
-    for (;;) {
-        int g = atomic_fetch_add(&mj->next, 1);
-        if (g >= mj->nchunks) break;
-        int i = pool_unit_owner(mj->first, mj->n, g);
+    for (int g; (g = pool_deal_take(&mj->deal, tid)) >= 0;) {
+        int i = pool_unit_owner(mj->first, mj->n, g), lo, hi;
         small_job *j = &mj->jobs[i];
-        int lo, hi;
-        pool_split_chunk(&j->split, g - mj->first[i], &lo, &hi);
+        small_chunk(j, g - mj->first[i], &lo, &hi);
         small_rows(j, lo, hi, buf);
     }
     free(buf);
@@ -379,13 +395,19 @@ static void small_multi_setup(small_multi_job *mj, const kern_set *ks, const lin
         int use_bf16 = bf16 && ks->tile_bf16 && ks->deq_bf16 && it[i].w->type != W_F32;
         small_setup(&mj->jobs[i], ks, it[i].w, it[i].x, it[i].T, it[i].y, use_bf16, nth);
         mj->first[i] = mj->nchunks;
-        mj->nchunks += mj->jobs[i].split.nchunks;
+        mj->nchunks += mj->jobs[i].nchunks;
     }
-    atomic_init(&mj->next, 0);
+    double *wt = malloc((size_t)mj->nchunks * sizeof(double));
+    if (!wt) abort();
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < mj->jobs[i].nchunks; c++) wt[mj->first[i] + c] = small_chunk_weight(&mj->jobs[i], c);
+    if (pool_deal_init(&mj->deal, mj->nchunks, nth, wt)) abort();
+    free(wt);
 }
 
 static void small_multi_free(small_multi_job *mj) {
     for (int i = 0; i < mj->n; i++) free((void *)mj->jobs[i].xb);
+    pool_deal_free(&mj->deal);
     free(mj->jobs);
     free(mj->first);
 }
@@ -416,7 +438,7 @@ typedef struct {
      * own input, and the first task of each */
     int *qown, *qfirst, nown, nq;
     size_t buf_bytes;        /* the packed kernel's buffer: for the largest K */
-    POOL_COUNTER(next);
+    pool_deal deal;          /* the chunks, numbered across the products */
 } i8_job;
 
 static void i8_quant_worker(void *arg, int tid, int nth) {
@@ -440,11 +462,12 @@ static void i8_quant_worker(void *arg, int tid, int nth) {
  * that the kernels' 16-row passes stay inside their own chunk. */
 static int i8_nchunks(int rows, int chunk) { return rows / chunk > 0 ? rows / chunk : 1; }
 
-/* Take global chunk *g from the counter; *item: its product (valid while
- * *g < nchunks).  Returns its first row (i8_chunk's `after`). */
-static kern_i8_next i8_claim(i8_job *j, int *g, int *item) {
-    *g = atomic_fetch_add(&j->next, 1);
-    if (*g >= j->nchunks) return (kern_i8_next){NULL, 0};
+/* Take global chunk *g (-1: none): from this thread's run, and with
+ * steal, from another thread's when the own run is done; *item: its
+ * product.  Returns its first row (i8_chunk's `after`). */
+static kern_i8_next i8_claim(i8_job *j, int tid, int steal, int *g, int *item) {
+    *g = steal ? pool_deal_take(&j->deal, tid) : pool_deal_own(&j->deal, tid);
+    if (*g < 0) return (kern_i8_next){NULL, 0};
     *item = pool_unit_owner(j->first, j->n, *g);
     return (kern_i8_next){j->it[*item].w, (*g - j->first[*item]) * j->chunk[*item]};
 }
@@ -475,26 +498,22 @@ static void i8_chunk(i8_job *j, int i, int c, void **buf, kern_i8_next after) {
     }
 }
 
-/* While plenty of chunks are left, each thread claims its next chunk
- * before it reads the current one, so that the kernel's last pass
- * prefetches the rows this thread reads next rather than the rows after
- * the chunk, which usually went to another thread (prefetched into this
- * core's caches, they then had to travel to that core: across AMD CCDs a
- * 350 ns trip per line).  Near the end of the job (fewer chunks left than
- * threads) a thread holding two chunks would leave another idle, so the
- * last ones are taken one at a time. */
+/* Each thread claims its next chunk of its own run before it reads the
+ * current one, so that the kernel's last pass prefetches the rows this
+ * thread reads next (within a run, usually the rows just after).  Chunks
+ * of other threads' runs are taken one at a time, when needed: one held
+ * ahead there could leave its owner idle. */
 static void i8_worker(void *arg, int tid, int nth) {
-    (void)tid;
+    (void)nth;
     i8_job *j = arg;
     void *buf = NULL;
     int g, i = 0;
-    i8_claim(j, &g, &i);
-    while (g < j->nchunks) {
-        int gn = -1, in = 0;
-        kern_i8_next after = {NULL, 0};
-        if (atomic_load(&j->next) + nth <= j->nchunks) after = i8_claim(j, &gn, &in);
+    i8_claim(j, tid, 1, &g, &i);
+    while (g >= 0) {
+        int gn, in = 0;
+        kern_i8_next after = i8_claim(j, tid, 0, &gn, &in);
         i8_chunk(j, i, g - j->first[i], &buf, after);
-        if (gn < 0) i8_claim(j, &gn, &in);
+        if (gn < 0) i8_claim(j, tid, 1, &gn, &in);
         g = gn;
         i = in;
     }
@@ -507,12 +526,14 @@ static int same_input(const linear_item *a, const linear_item *b) {
     return a->x == b->x && a->T == b->T && a->w->cols == b->w->cols && a->w->type == b->w->type;
 }
 
-/* Most weight bytes in one int8 chunk: each chunk costs a claim from the
- * shared counter (a cache line between the cores: 350 ns across AMD CCDs)
- * and a prefetch ramp.  Slice decode, 2 threads on two CCDs, the experts'
- * w2 (MXFP4 4096 x 2048 and the FP8 shared expert) in GB/s: 128 rows (128
- * KiB) 38.6-40.2, 256 KiB 44.6-44.9, 512 KiB 42.7-44.6; w1 (2048 x 4096:
- * 128 rows were 256 KiB already) 47.2-49.1 throughout. */
+/* Most weight bytes in one int8 chunk.  With a shared counter each chunk
+ * cost a trip of its cache line between the cores (350 ns across AMD
+ * CCDs) and a prefetch ramp: slice decode, 2 threads on two CCDs, the
+ * experts' w2 in GB/s, 128 KiB chunks 38.6-40.2, 256 KiB 44.6-44.9, 512
+ * KiB 42.7-44.6.  Dealt out in runs (pool_deal) they cost neither; the
+ * experts in the model alternating with a read probe (bench_inmodel, two
+ * CCDs, fraction of the probe, w1 / w2): 64 KiB 0.89-0.91 / 0.88, 128 KiB
+ * 0.92 / 0.89, 256 KiB 0.92 / 0.89, 512 KiB 0.92-0.93 / 0.87-0.89. */
 #define I8_CHUNK_BYTES (256u << 10)
 
 /* Set up the int8 job of n products and quantise their inputs (in the
@@ -562,13 +583,24 @@ static void i8_setup(i8_job *j, const linear_item *it, int n, dsv4_pool *pool, i
     *par = pool && nth > 1 && work >= 65536;
     if (*par && j->nq >= 8) pool_run(pool, i8_quant_worker, j);
     else i8_quant_worker(j, 0, 1);
-    atomic_init(&j->next, 0);
+    double *wt = malloc((size_t)j->nchunks * sizeof(double));
+    if (!wt) abort();
+    for (int i = 0; i < n; i++) {
+        int rows = it[i].w->rows, nc = i8_nchunks(rows, j->chunk[i]);
+        for (int c = 0; c < nc; c++) {
+            int lo = c * j->chunk[i], hi = c == nc - 1 ? rows : lo + j->chunk[i];
+            wt[j->first[i] + c] = (double)kern_i8_row_bytes(it[i].w) * (hi - lo) * it[i].T;
+        }
+    }
+    if (pool_deal_init(&j->deal, j->nchunks, *par ? nth : 1, wt)) abort();
+    free(wt);
 }
 
 static void i8_free(i8_job *j) {
     for (int o = 0; o < j->nown; o++) free(j->xq[j->qown[o]]);
     for (int i = 0; i < j->n; i++) free(j->xv[i]);
     free(j->xq); free(j->xv); free(j->chunk); free(j->first); free(j->qown); free(j->qfirst);
+    pool_deal_free(&j->deal);
 }
 
 static void run_i8(const linear_item *it, int n, dsv4_pool *pool) {

@@ -7,7 +7,7 @@
  * time slice that the thread being waited for needs.
  */
 #include "num/pool.h"
-#include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -107,39 +107,68 @@ void pool_run(dsv4_pool *p, pool_fn fn, void *arg) {
         if (spins > 2000) sched_yield();
 }
 
-/* ---- guided split ---------------------------------------------------------- */
+/* ---- dealt runs -------------------------------------------------------------- */
 
-static int split_geo_start(const pool_split *s, int k) {
-    int at = (int)((double)s->n * (1.0 - pow(s->q, k)));
-    return at / s->align * s->align;
+static _Atomic uint64_t *deal_run(const pool_deal *d, int t) {
+    return (_Atomic uint64_t *)((char *)d->mem + 64 * (size_t)t);
 }
 
-void pool_split_init(pool_split *s, int n, int nth, int align, int min_size) {
-    if (align < 1) align = 1;
+static uint64_t run_word(uint32_t front, uint32_t end) { return (uint64_t)front | (uint64_t)end << 32; }
+
+int pool_deal_init(pool_deal *d, int n, int nth, const double *weight) {
     if (nth < 1) nth = 1;
-    if (min_size < align) min_size = align;
-    min_size = (min_size + align - 1) / align * align;
-    *s = (pool_split){.n = n, .align = align, .min_size = min_size, .q = 1.0 - 1.0 / (2.0 * nth)};
-    /* geometric chunks while one (what is left / (2 nth)) is at least twice
-     * min_size, so that rounding its edges to align keeps it >= min_size */
-    /* chunk k holds about n q^k (1 - q): the last k with 2 min_size */
-    int k = 0;
-    double first = (double)n * (1.0 - s->q);
-    if (first >= 2.0 * min_size) k = 1 + (int)floor(log(2.0 * min_size / first) / log(s->q));
-    while (k > 0 && split_geo_start(s, k) - split_geo_start(s, k - 1) < 2 * min_size) k--;
-    s->ngeo = k;
-    s->geo_end = split_geo_start(s, k);
-    s->nchunks = k + (n - s->geo_end + min_size - 1) / min_size;
-    if (s->nchunks < 1) s->nchunks = 1;
+    if (n < 0) n = 0;
+    *d = (pool_deal){.n = n, .nth = nth, .mem = aligned_alloc(64, 64 * (size_t)nth)};
+    if (!d->mem) return -1;
+    double total = 0;
+    for (int i = 0; i < n; i++) total += weight ? weight[i] : 1.0;
+    /* run t ends at the unit edge nearest to t+1 nths of the weight */
+    double cum = 0;
+    int at = 0, start = 0;
+    for (int t = 0; t < nth; t++) {
+        double target = total * (t + 1) / nth;
+        while (at < n) {
+            double w = weight ? weight[at] : 1.0;
+            if (t < nth - 1 && cum + w - target > target - cum) break;   /* nearer without it */
+            cum += w;
+            at++;
+        }
+        if (t == nth - 1) at = n;
+        atomic_init(deal_run(d, t), run_word((uint32_t)start, (uint32_t)at));
+        start = at;
+    }
+    return 0;
 }
 
-void pool_split_chunk(const pool_split *s, int k, int *lo, int *hi) {
-    if (k < s->ngeo) {
-        *lo = split_geo_start(s, k);
-        *hi = split_geo_start(s, k + 1);
-        return;
+void pool_deal_free(pool_deal *d) {
+    free(d->mem);
+    d->mem = NULL;
+}
+
+int pool_deal_start(const pool_deal *d, int t) {
+    return (int)(uint32_t)atomic_load(deal_run(d, t));
+}
+
+int pool_deal_own(pool_deal *d, int tid) {
+    _Atomic uint64_t *r = deal_run(d, tid % d->nth);
+    uint64_t v = atomic_load(r);
+    for (;;) {
+        uint32_t f = (uint32_t)v, e = (uint32_t)(v >> 32);
+        if (f >= e) return -1;
+        if (atomic_compare_exchange_weak(r, &v, run_word(f + 1, e))) return (int)f;
     }
-    long a = s->geo_end + (long)(k - s->ngeo) * s->min_size, b = a + s->min_size;
-    *lo = a < s->n ? (int)a : s->n;
-    *hi = b < s->n ? (int)b : s->n;
+}
+
+int pool_deal_take(pool_deal *d, int tid) {
+    int u = pool_deal_own(d, tid);
+    for (int k = 1; u < 0 && k < d->nth; k++) {
+        _Atomic uint64_t *r = deal_run(d, (tid + k) % d->nth);
+        uint64_t v = atomic_load(r);
+        for (;;) {
+            uint32_t f = (uint32_t)v, e = (uint32_t)(v >> 32);
+            if (f >= e) break;
+            if (atomic_compare_exchange_weak(r, &v, run_word(f, e - 1))) { u = (int)(e - 1); break; }
+        }
+    }
+    return u;
 }

@@ -43,25 +43,27 @@ static inline int pool_unit_owner(const int *first, int n, int g) {
     return lo;
 }
 
-/* Guided split of [0, n) into chunks that workers take from a counter
- * (chunk k for the k-th take): the first chunks hold 1/(2 x threads) of
- * what is left, so they shrink geometrically down to min_size, then stay
- * there.  With equal chunks (1/16 of a product each) the first thread to
- * finish waited on average half a chunk for the last one: in a decode step
- * of the Flash slice 5% of the fused products' time was spent with one
- * core idle (2 threads, measured per pool_run).  Small last chunks bound
- * that wait; large first ones keep the number of takes (each a trip of the
- * counter's cache line between cores) small.  Chunk edges are multiples of
- * align (except at n). */
+/* Work units [0, n) dealt out as one contiguous run per thread, the runs
+ * of about equal weight (bytes of the units, or equal): each thread takes
+ * the units of its own run in order, from a word on a cache line of its
+ * own, and when its run is done takes units from the back of the other
+ * threads' runs.  Cores then trade cache lines only at the end of a job
+ * (a shared counter moved a line between the cores at every take: about
+ * 350 ns a trip between AMD CCDs), each thread reads one sequential
+ * stream whose next chunk its kernel can prefetch into, and the units can
+ * be small, which bounds the wait for the last one. */
 typedef struct {
-    int n, align, min_size;
-    int ngeo;       /* geometric chunks */
-    int geo_end;    /* where they end */
-    int nchunks;
-    double q;       /* 1 - 1/(2 x threads) */
-} pool_split;
-
-void pool_split_init(pool_split *s, int n, int nth, int align, int min_size);
-/* Rows [*lo, *hi) of chunk k (0 <= k < s->nchunks). */
-void pool_split_chunk(const pool_split *s, int k, int *lo, int *hi);
+    int n, nth;
+    void *mem;      /* nth lines: per thread, its run as front | end << 32 */
+} pool_deal;
+/* weight: n entries or NULL (equal).  Returns 0, or -1 without memory. */
+int pool_deal_init(pool_deal *d, int n, int nth, const double *weight);
+void pool_deal_free(pool_deal *d);
+/* The next unit of thread tid's own run, or -1 when the run is done. */
+int pool_deal_own(pool_deal *d, int tid);
+/* The own run's next unit, else the last unit left in another thread's
+ * run, or -1 when no unit is left. */
+int pool_deal_take(pool_deal *d, int tid);
+/* First unit of thread t's run as dealt (tests). */
+int pool_deal_start(const pool_deal *d, int t);
 #endif
