@@ -4,7 +4,7 @@
  *
  * pool_run(p, fn, arg) calls fn(arg, tid, nthreads) on every worker,
  * tid = 0 .. nthreads-1 (tid 0 is the calling thread), and returns when all
- * are done.  Work splitting is the caller's (see pool_range, pool_split).
+ * are done.  Work splitting is the caller's (see pool_range, pool_deal).
  */
 #ifndef DSV4_POOL_H
 #define DSV4_POOL_H
