@@ -75,6 +75,35 @@ static void check_vec_multi(void) {
     same = 1;
     for (int h = 0; h < 4; h++) same &= !memcmp(y[h], y1[h], 600 * sizeof(float));
     CHECK(same, "%s: vec_axpy4 == 4 x vec_axpy bit for bit (n %d)", cpu_isa_name(cpu_isa()), n);
+
+    /* the attention's blocks: four queries against two keys, and nx value
+     * vectors added in order into four accumulators (nx 0 .. 9, lengths
+     * with and without a 64-column remainder) */
+    float x2[600], d8[8];
+    for (int i = 0; i < 600; i++) x2[i] = rndf();
+    const float *b2[2] = {x, x2};
+    vec_dot4x2((const float *const *)a, b2, n, d8);
+    same = 1;
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 2; k++) {
+            float d = vec_dot(a[h], b2[k], n);
+            same &= !memcmp(&d, &d8[h * 2 + k], sizeof d);
+        }
+    CHECK(same, "%s: vec_dot4x2 == 8 x vec_dot bit for bit (n %d)", cpu_isa_name(cpu_isa()), n);
+    enum { NX = 9, LDA = 11 };
+    const float *xs9[NX];
+    float p[4 * LDA];
+    for (int j = 0; j < NX; j++) xs9[j] = a[j % 4] + j % 5;
+    for (int i = 0; i < 4 * LDA; i++) p[i] = rndf();
+    int nx = (int)(rnd32() % (NX + 1)), n2 = n - (int)(rnd32() % 2) * 64;
+    vec_axpy4_xs(y, p, LDA, xs9, nx, n2);
+    for (int j = 0; j < nx; j++) {
+        float pj[4] = {p[j], p[LDA + j], p[2 * LDA + j], p[3 * LDA + j]};
+        vec_axpy4(y1, pj, xs9[j], n2);
+    }
+    same = 1;
+    for (int h = 0; h < 4; h++) same &= !memcmp(y[h], y1[h], 600 * sizeof(float));
+    CHECK(same, "%s: vec_axpy4_xs == %d x vec_axpy4 bit for bit (n %d)", cpu_isa_name(cpu_isa()), nx, n2);
     for (int h = 0; h < 4; h++) { free(a[h]); free(y[h]); free(y1[h]); }
 
     /* ReLU-weighted head sum against the scalar loop */

@@ -494,34 +494,48 @@ static void attend_four(const float *q, const float *const *keys, int n, const f
     memset(acc, 0, (size_t)4 * (hd + ACC_PAD) * sizeof(float));
     for (int b = 0; b < n; b += 64) {
         int e = b + 64 < n ? b + 64 : n;
-        float s[4][64], mb[4];
-        for (int h = 0; h < 4; h++) mb[h] = mrun[h];
+        /* the block's unmasked keys, packed: scored two at a time against
+         * the four queries, then added into the four accumulators in one
+         * pass (vec_dot4x2, vec_axpy4_xs: the same bits as key by key) */
+        const float *kv[64];
+        int at[64], nv = 0;
+        float s[4][64], p[4][64], mb[4];
         for (int j = b; j < e; j++) {
-            if (!keys[j]) { for (int h = 0; h < 4; h++) s[h][j - b] = -INFINITY; continue; }
-            float d[4];
-            vec_dot4(qh, keys[j], hd, d);
+            if (keys[j]) { kv[nv] = keys[j]; at[nv++] = j - b; continue; }
+            for (int h = 0; h < 4; h++) s[h][j - b] = -INFINITY;
+        }
+        if (nv == 0) continue;   /* every key of the block masked */
+        int v = 0;
+        for (; v + 2 <= nv; v += 2) {
+            float d[8];
+            vec_dot4x2(qh, kv + v, hd, d);
             for (int h = 0; h < 4; h++) {
-                s[h][j - b] = d[h] * scale;
-                mb[h] = fmaxf(mb[h], s[h][j - b]);
+                s[h][at[v]] = d[h * 2] * scale;
+                s[h][at[v + 1]] = d[h * 2 + 1] * scale;
             }
         }
-        if (mb[0] == -INFINITY) continue;   /* every key so far masked: the same for all heads */
+        if (v < nv) {
+            float d[4];
+            vec_dot4(qh, kv[v], hd, d);
+            for (int h = 0; h < 4; h++) s[h][at[v]] = d[h] * scale;
+        }
+        for (int h = 0; h < 4; h++) {
+            mb[h] = mrun[h];
+            for (int j = 0; j < e - b; j++) mb[h] = fmaxf(mb[h], s[h][j]);
+        }
+        if (mb[0] == -INFINITY) continue;   /* no finite score yet */
         for (int h = 0; h < 4; h++) {
             float alpha = expf(mrun[h] - mb[h]);
             l[h] *= alpha;
             if (alpha != 1.0f) vec_scale(ah[h], alpha, hd);
-        }
-        for (int j = b; j < e; j++) {
-            if (!keys[j]) continue;
-            float p[4];
-            for (int h = 0; h < 4; h++) {
-                float ph = expf(s[h][j - b] - mb[h]);
+            for (int i = 0; i < nv; i++) {
+                float ph = expf(s[h][at[i]] - mb[h]);
                 l[h] += ph;
-                p[h] = rnd(ex, ph);
+                p[h][i] = rnd(ex, ph);
             }
-            vec_axpy4(ah, p, keys[j], hd);
+            mrun[h] = mb[h];
         }
-        for (int h = 0; h < 4; h++) mrun[h] = mb[h];
+        vec_axpy4_xs(ah, &p[0][0], 64, kv, nv, hd);
     }
     for (int h = 0; h < 4; h++) {
         l[h] += expf(sink[h] - mrun[h]);

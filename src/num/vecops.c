@@ -119,6 +119,84 @@ __attribute__((target("avx512f"))) static void axpy4_avx512(float *const y[4], c
     }
     for (int h = 0; h < 4 && i < n; h++) axpy_avx512(y[h] + i, a[h], x + i, n - i);
 }
+/* dot_avx512 for four a's against two b's: per pair the same two
+ * accumulators, steps and reduction, so each result is bit-identical to
+ * dot_avx512(a[h], b[k]).  Each a is loaded once for both b's and each b
+ * once for the four a's: 12 loads per 16 multiply-adds where four dot4
+ * calls need 20 (a zmm load and a zmm FMA each take one cycle on Zen 4:
+ * dot4 is load-bound, this is not). */
+__attribute__((target("avx512f"))) static void dot4x2_avx512(const float *const a[4], const float *const b[2], int n,
+                                                              float out[8]) {
+    __m512 s0[4][2], s1[4][2];
+    _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) s0[h][0] = s0[h][1] = s1[h][0] = s1[h][1] = _mm512_setzero_ps();
+    const float *b0 = b[0], *b1 = b[1];
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 b00 = _mm512_loadu_ps(b0 + i), b01 = _mm512_loadu_ps(b0 + i + 16);
+        __m512 b10 = _mm512_loadu_ps(b1 + i), b11 = _mm512_loadu_ps(b1 + i + 16);
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) {
+            __m512 a0 = _mm512_loadu_ps(a[h] + i), a1 = _mm512_loadu_ps(a[h] + i + 16);
+            /* keep a0, a1 in registers: folded into each multiply-add the
+             * compiler loads them twice (20 loads per 16 instead of 12) */
+            __asm__("" : "+v"(a0), "+v"(a1));
+            s0[h][0] = _mm512_fmadd_ps(a0, b00, s0[h][0]);
+            s1[h][0] = _mm512_fmadd_ps(a1, b01, s1[h][0]);
+            s0[h][1] = _mm512_fmadd_ps(a0, b10, s0[h][1]);
+            s1[h][1] = _mm512_fmadd_ps(a1, b11, s1[h][1]);
+        }
+    }
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 2; k++) {
+            const float *bk = b[k];
+            int j = i;
+            __m512 t0 = s0[h][k], t1 = s1[h][k];
+            for (; j + 16 <= n; j += 16) t0 = _mm512_fmadd_ps(_mm512_loadu_ps(a[h] + j), _mm512_loadu_ps(bk + j), t0);
+            if (j < n) {
+                __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+                t1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a[h] + j), _mm512_maskz_loadu_ps(m, bk + j), t1);
+            }
+            out[h * 2 + k] = _mm512_reduce_add_ps(_mm512_add_ps(t0, t1));
+        }
+}
+/* axpy4_avx512 for nx x's in order, the four y's held in registers across
+ * them, 64 columns at a time: every element sees the same multiply-adds
+ * in the same order as nx axpy4 calls (bit-identical), but y is loaded
+ * and stored once per 64 columns instead of once per x (axpy4 is bound by
+ * its stores: four per x per 16 columns). */
+__attribute__((target("avx512f"))) static void axpy4_xs_avx512(float *const y[4], const float *a, int lda,
+                                                                const float *const *x, int nx, int n) {
+    float *restrict yh[4] = {y[0], y[1], y[2], y[3]};
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 acc[4][4];
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) acc[h][c] = _mm512_loadu_ps(yh[h] + i + 16 * c);
+        for (int j = 0; j < nx; j++) {
+            const float *xj = x[j] + i;
+            __m512 x0 = _mm512_loadu_ps(xj), x1 = _mm512_loadu_ps(xj + 16);
+            __m512 x2 = _mm512_loadu_ps(xj + 32), x3 = _mm512_loadu_ps(xj + 48);
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) {
+                __m512 ah = _mm512_set1_ps(a[(size_t)h * lda + j]);
+                acc[h][0] = _mm512_fmadd_ps(ah, x0, acc[h][0]);
+                acc[h][1] = _mm512_fmadd_ps(ah, x1, acc[h][1]);
+                acc[h][2] = _mm512_fmadd_ps(ah, x2, acc[h][2]);
+                acc[h][3] = _mm512_fmadd_ps(ah, x3, acc[h][3]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) _mm512_storeu_ps(yh[h] + i + 16 * c, acc[h][c]);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 acc[4];
+        for (int h = 0; h < 4; h++) acc[h] = _mm512_maskz_loadu_ps(m, yh[h] + i);
+        for (int j = 0; j < nx; j++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x[j] + i);
+            for (int h = 0; h < 4; h++) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)h * lda + j]), xv, acc[h]);
+        }
+        for (int h = 0; h < 4; h++) _mm512_mask_storeu_ps(yh[h] + i, m, acc[h]);
+    }
+}
 __attribute__((target("avx512f"))) static void relu_wsum_avx512(float *y, const float *x, int ld, int nh,
                                                                 const float *a, int n) {
     int j = 0;
@@ -263,6 +341,24 @@ void vec_axpy4(float *const y[4], const float a[4], const float *x, int n) {
     if (cpu_isa() == ISA_AVX512) { axpy4_avx512(y, a, x, n); return; }
 #endif
     for (int h = 0; h < 4; h++) vec_axpy(y[h], a[h], x, n);
+}
+
+void vec_dot4x2(const float *const a[4], const float *const b[2], int n, float out[8]) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { dot4x2_avx512(a, b, n, out); return; }
+#endif
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 2; k++) out[h * 2 + k] = vec_dot(a[h], b[k], n);
+}
+
+void vec_axpy4_xs(float *const y[4], const float *a, int lda, const float *const *x, int nx, int n) {
+#if defined(__x86_64__)
+    if (cpu_isa() == ISA_AVX512) { axpy4_xs_avx512(y, a, lda, x, nx, n); return; }
+#endif
+    for (int j = 0; j < nx; j++) {
+        float aj[4] = {a[j], a[(size_t)lda + j], a[(size_t)2 * lda + j], a[(size_t)3 * lda + j]};
+        vec_axpy4(y, aj, x[j], n);
+    }
 }
 
 void vec_relu_weighted_sum(float *y, const float *x, int ld, int nh, const float *a, int n) {

@@ -18,6 +18,13 @@ void vec_scale(float *y, float a, int n);                  /* y *= a */
  * x is read once. */
 void vec_dot4(const float *const a[4], const float *b, int n, float out[4]);
 void vec_axpy4(float *const y[4], const float a[4], const float *x, int n);
+/* The attention's blocks: out[h*2 + k] = vec_dot(a[h], b[k], n), each
+ * bit-identical to the single call; and for j = 0 .. nx-1 in order,
+ * vec_axpy4(y, {a[j], a[lda + j], a[2 lda + j], a[3 lda + j]}, x[j], n),
+ * bit-identical to those calls.  Fewer loads and stores per multiply-add
+ * than the calls they stand for (vecops.c). */
+void vec_dot4x2(const float *const a[4], const float *const b[2], int n, float out[8]);
+void vec_axpy4_xs(float *const y[4], const float *a, int lda, const float *const *x, int nx, int n);
 /* y[j] += sum over h in order of (x[h*ld + j] > 0 ? x[h*ld + j] * a[h] : 0),
  * each product rounded, then added (as the scalar loop does): the
  * indexer's ReLU-weighted head sum. */
