@@ -10,6 +10,7 @@ TH=${BENCH_THREADS:+--threads $BENCH_THREADS}
 set -e
 echo "== kernel microbenchmarks"
 "$BUILD/bench/bench_kernels" $TH
+"$BUILD/bench/bench_attention"
 MODEL=${BENCH_MODEL:-}
 if [ -z "$MODEL" ]; then
     MODEL=${BENCH_DIR:-/tmp/dsv4-flash4}
