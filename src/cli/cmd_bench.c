@@ -56,6 +56,9 @@
  * probes and both round trips at one CCD).  The fastest products read at
  * 0.98-1.01 of a neighbouring probe (bench_inmodel). */
 #define DECODE_OVER_PROBE 1.05
+/* ... checked only for tokens that read at least this much: a smaller
+ * model decodes partly from the caches, faster than any DRAM probe. */
+#define DECODE_OVER_MIN_BYTES (256.0 * (1 << 20))
 #define BENCH_ATTEMPTS 3
 
 static const char *placement(double rt) {
@@ -83,13 +86,12 @@ typedef struct {
     double tok_s, tok_s_min, tok_s_max, bytes_per_token, roofline, layer_ms, head_ms, flash_tok_s;
 } decode_point;
 
-/* The highest bandwidth any decode point read, as a fraction of bw; 0
- * when a token reads less than 256 MiB (a model that small decodes partly
- * from the caches, faster than any DRAM probe). */
+/* The highest bandwidth any decode point read, as a fraction of bw (points
+ * under DECODE_OVER_MIN_BYTES a token left out). */
 static double decode_over_probes(const decode_point *dp, int n, double bw) {
     double mx = 0;
     for (int i = 0; i < n; i++)
-        if (dp[i].bytes_per_token >= 256.0 * (1 << 20))
+        if (dp[i].bytes_per_token >= DECODE_OVER_MIN_BYTES)
             mx = fmax(mx, dp[i].bytes_per_token * dp[i].tok_s / (bw * 1e9));
     return mx;
 }
@@ -298,7 +300,7 @@ int cmd_bench(int argc, char **argv) {
      * decode at one level with bandwidth at the other: the points are
      * measured again, between the last probe and a new one (at most
      * BENCH_ATTEMPTS times; the JSON's "attempts" says how many). */
-    double bw1 = bw, bw2 = 0, rt2 = 0, agree = PROBES_AGREE;
+    double bw1 = bw, bw2 = 0, rt2 = 0, agree = PROBES_AGREE, over = 0;
     const char *agree_env = getenv("DSV4_BENCH_AGREE");   /* tests: 0 forces every attempt */
     if (agree_env && *agree_env) agree = atof(agree_env);
     int attempts = 0;
@@ -316,7 +318,7 @@ int cmd_bench(int argc, char **argv) {
         linear_profile_report(stderr, "decode points");
         bw2 = kern_probe_bandwidth(m->pool, (size_t)bw_mb << 20, 5);
         rt2 = kern_probe_core_round_trip(m->pool);
-        double over = decode_over_probes(dp, nctx, fmax(bw1, bw2));
+        over = decode_over_probes(dp, nctx, fmax(bw1, bw2));
         int probes_agree = fabs(bw2 - bw1) <= agree * fmax(bw1, bw2), under = over <= DECODE_OVER_PROBE;
         if ((probes_agree && under) || attempts == BENCH_ATTEMPTS) break;
         if (!probes_agree)
@@ -340,10 +342,10 @@ int cmd_bench(int argc, char **argv) {
     if (fabs(bw2 - bw1) > agree * bw)
         fprintf(stderr, "warning: the two bandwidth probes differ by %.0f%% after %d attempts; the decode ratios are "
                         "against the higher one\n", 100.0 * fabs(bw2 - bw1) / bw, attempts);
-    if (decode_over_probes(dp, nctx, bw) > DECODE_OVER_PROBE)
+    if (over > DECODE_OVER_PROBE)   /* of the last attempt, against the same bw */
         fprintf(stderr, "warning: a decode point still read %.0f%% of the higher probe after %d attempts: the host's "
                         "bandwidth moved during the points, and their ratios are not to be trusted\n",
-                100.0 * decode_over_probes(dp, nctx, bw), attempts);
+                100.0 * over, attempts);
     for (int i = 0; i < nctx; i++) {
         dp[i].roofline = dp[i].bytes_per_token * dp[i].tok_s / (bw * 1e9);
         fprintf(stderr, "decode ctx %-6d %7.2f tok/s (min %.2f max %.2f)  %.3f GB/token  %5.1f%% of bandwidth  "
